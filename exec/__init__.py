@@ -1,0 +1,1 @@
+"""The executive: the Totem process of ``corosync-exec`` and what it owns."""

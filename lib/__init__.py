@@ -1,0 +1,1 @@
+"""Client libraries and code shared by the executive and its clients."""

@@ -1,0 +1,1 @@
+"""The plugin contract: hookspecs, the ServiceEngine protocol and the registry."""

@@ -1,0 +1,1 @@
+"""Built-in service engines (cmap, cpg, votequorum, ...), each a plugin."""
