@@ -1,0 +1,77 @@
+"""The typed events the Totem core hands to its shell (and the simulator records).
+
+These are the only things above the core that the EVS checkers look at, so their meaning is
+the meaning of the invariants in ``../shared/reference/totem-notes.md`` §10:
+
+* A :class:`Delivery` is one message handed up in agreed (or safe) order. ``ring_id`` and
+  ``seq`` identify the message: the ring it was *sent* in (for a message recovered onto a new
+  ring, the ring of its original, inner header) and its sequence number there.
+* A :class:`ConfigChange` is a TRANSITIONAL or REGULAR configuration. Every REGULAR one is
+  preceded by exactly one TRANSITIONAL one with the same (new) ring id; old-ring messages that
+  could not be delivered in the old regular configuration are delivered between the two.
+* :class:`PersistRingSeq` asks the shell to make the ring seq durable *before* it sends the
+  datagrams produced in the same step (so a restarted node never reuses a ring id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RingId:
+    """Corosync's ring id: the representative's nodeid and a ring sequence number.
+
+    Ordered by ``seq`` first (field order matters for ``order=True``), then ``rep``.
+    """
+
+    seq: int
+    rep: int
+
+    def __str__(self) -> str:
+        return f"{self.rep}.{self.seq}"
+
+
+class ConfigKind(IntEnum):
+    """Corosync's ``TOTEM_CONFIGURATION_*`` numbering."""
+
+    REGULAR = 0
+    TRANSITIONAL = 1
+
+
+class Guarantee(IntEnum):
+    """Delivery guarantee of a multicast (Corosync's ``TOTEM_AGREED`` / ``TOTEM_SAFE``)."""
+
+    AGREED = 0
+    SAFE = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    sender: int
+    """Nodeid of the processor that originated the message."""
+    ring_id: RingId
+    """The ring the message was sent in (its original ring if it was recovered)."""
+    seq: int
+    """Its sequence number on that ring."""
+    payload: bytes
+    guarantee: Guarantee = Guarantee.AGREED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigChange:
+    kind: ConfigKind
+    members: tuple[int, ...]
+    """Sorted nodeids of the configuration being installed."""
+    left: tuple[int, ...]
+    joined: tuple[int, ...]
+    ring_id: RingId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PersistRingSeq:
+    seq: int
+
+
+TotemEvent = Delivery | ConfigChange | PersistRingSeq
