@@ -509,6 +509,21 @@ def test_tracker_added_or_deleted_in_a_callback() -> None:
     assert [e[0] for e in late] == [TrackEvent.MODIFY]
 
 
+def test_tracker_added_after_a_queued_change_does_not_hear_it() -> None:
+    store = CmapStore()
+    late: list[Event] = []
+
+    def make_change_then_track(*_: object) -> None:
+        store.set("b.b", 1, ValueType.UINT32)  # applied now, announced after this callback
+        store.track_add("b.b", ALL, lambda *e: late.append(e))
+
+    store.track_add("a.a", TrackFlags.ADD, make_change_then_track)
+    store.set("a.a", 1, ValueType.UINT32)
+    assert late == []
+    store.set("b.b", 2, ValueType.UINT32)
+    assert [e[0] for e in late] == [TrackEvent.MODIFY]
+
+
 # --- change records -------------------------------------------------------------------------
 
 

@@ -25,11 +25,19 @@ def _replay(ops: list[tuple[bool, str]], load: int) -> tuple[SortedKeys, set[str
     return index, model
 
 
+def _assert_well_formed(index: SortedKeys, load: int) -> None:
+    """Chunks are non-empty, bounded, and their recorded maxima are right."""
+    chunks = index._chunks
+    assert all(0 < len(chunk) <= 2 * load for chunk in chunks)
+    assert index._maxes == [chunk[-1] for chunk in chunks]
+
+
 @given(OPS, st.integers(1, 6))
 def test_matches_a_sorted_set(ops: list[tuple[bool, str]], load: int) -> None:
     index, model = _replay(ops, load)
     assert list(index) == sorted(model)
     assert len(index) == len(model)
+    _assert_well_formed(index, load)
     for _, key in ops:
         assert (key in index) == (key in model)
 
