@@ -183,6 +183,9 @@ class CmapStore(CmapMap):
         if check_ro and self.is_ro(key):
             raise AccessError(f"key {key!r} is read-only")
 
+    def _next_change(self, op: TrackEvent, key: str, entry: CmapEntry | None) -> CmapChange:
+        return CmapChange(op, key, entry, self._seq + 1)
+
     def _commit(self, change: CmapChange) -> None:
         old = self._mutate(change)
         if self._outbox is not None:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pycorosync.exec.icmap_records import CmapChange, CmapSnapshot
 from pycorosync.exec.icmap_tracking import ErrorHook, TrackCallback, Trackers
 from pycorosync.exec.sorted_keys import SortedKeys
-from pycorosync.lib.cmap_types import CmapEntry, TrackEvent, TrackFlags
+from pycorosync.lib.cmap_types import CmapEntry, TrackFlags
 from pycorosync.lib.errors import InvalidParamError, NotExistError
 
 
@@ -40,7 +40,7 @@ class CmapMap:
         return len(self._entries)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        return isinstance(key, str) and key in self._entries
 
     def get(self, key: str) -> CmapEntry:
         check_key_type(key)
@@ -91,9 +91,6 @@ class CmapMap:
 
     def _announce(self, change: CmapChange, old: CmapEntry | None) -> None:
         self._trackers.announce(change.op, change.key, change.entry, old)
-
-    def _next_change(self, op: TrackEvent, key: str, entry: CmapEntry | None) -> CmapChange:
-        return CmapChange(op, key, entry, self._seq + 1)
 
 
 def check_key_type(key: object, what: str = "key name") -> None:

@@ -126,11 +126,11 @@ def _unpack(data: Buffer, tag: int, *, length: int, what: str) -> list[Any]:
     try:
         record = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
     except (ValueError, msgpack.UnpackException) as error:
-        raise CmapRecordError(f"{what} record is not valid msgpack: {error}") from None
+        raise CmapRecordError(f"{what} record is not valid msgpack: {error!r}") from None
     if not isinstance(record, list) or not record or record[0] != tag:
         raise CmapRecordError(f"not a cmap {what} record")
     if len(record) != length:
-        raise CmapRecordError(f"a {what} record has {length} fields, not {len(record)}")
+        raise CmapRecordError(f"a {what} record needs {length} fields, not {len(record)}")
     _check_int(record[0], "tag")
     return record
 
