@@ -21,7 +21,9 @@ map from key name to a typed :class:`CmapEntry`, with Corosync's rules:
 Every applied change gets the next sequence number and is described by a :class:`CmapChange`.
 With ``record_changes=True`` the store keeps them, in order, until :meth:`CmapStore.take_changes`
 hands them over; the shell sends them (encoded with :func:`encode_change`) to the workers,
-whose :class:`CmapReplica` applies them. The store does no I/O and reads no clock.
+whose :class:`CmapReplica` applies them. A new worker gets :meth:`CmapStore.snapshot` taken
+right after the pending changes were handed out; its ``seq`` is where that worker's change
+stream continues. The store does no I/O and reads no clock.
 
 Complexity: ``get`` and modifying ``set`` are dict operations; creating or deleting a key adds
 O(log n) comparisons in the sorted index; ``iter_prefix`` starts with a bisection and costs
