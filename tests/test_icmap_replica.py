@@ -255,3 +255,21 @@ def test_replica_callback_errors_go_to_its_hook() -> None:
     replica.apply(CmapChange(TrackEvent.ADD, "a.b", CmapEntry(ValueType.UINT8, 1), 1))
     assert len(failures) == 1
     assert replica.get("a.b").value == 1
+
+
+def test_a_new_replica_joins_the_change_stream_at_its_snapshot() -> None:
+    store = CmapStore(record_changes=True)
+    old = CmapReplica()
+    store.set("a.a", 1, ValueType.UINT8)
+    for change in store.take_changes():
+        old.apply(change)
+    new = CmapReplica.from_snapshot(store.snapshot())
+    store.set("a.a", 2, ValueType.UINT8)
+    store.set("b.b", "x", ValueType.STRING)
+    for change in store.take_changes():
+        old.apply(change)
+        new.apply(change)
+    assert list(old.iter_prefix()) == list(new.iter_prefix()) == list(store.iter_prefix())
+    stale = CmapChange(TrackEvent.ADD, "a.a", CmapEntry(ValueType.UINT8, 1), 1)
+    with pytest.raises(CmapRecordError, match="does not follow"):
+        new.apply(stale)
