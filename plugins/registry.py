@@ -28,9 +28,9 @@ builds the full set to decide the workers; each worker builds exactly its own se
 Failures never stop the other plugins from loading; they are logged and collected in
 :attr:`ServiceRegistry.failures`. **For the daemon every failure is fatal**:
 :meth:`ServiceRegistry.raise_for_failures` raises them all at once, and ``corosync-exec``
-exits as Corosync does when an engine fails to initialise (code 20). A node that silently ran
-without an engine its peers run would diverge from them; an operator who wants to run without
-a broken plugin says so with ``PYCOROSYNC_BLOCKED_PLUGINS``.
+is to exit as Corosync does when an engine fails to initialise (code 20). A node that
+silently ran without an engine its peers run would diverge from them; an operator who wants
+to run without a broken plugin says so with ``PYCOROSYNC_BLOCKED_PLUGINS``.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
 from pycorosync.lib.cmap_types import CmapValue, ValueType
@@ -47,6 +48,8 @@ from pycorosync.plugins.engine import (
 from pycorosync.plugins.validation import validate_engine
 
 __all__ = ["FakeCluster", "FakeExecutive", "Multicast", "Notification", "Reply"]
+
+EngineT = TypeVar("EngineT", bound=ServiceEngine)
 
 SYNC_PASSES_MAX = 1000
 """A sync round that needs more passes than this is reported as stuck."""
@@ -161,17 +164,17 @@ class FakeExecutive:
         self.notifications.append(Notification(conn=conn, message_id=message_id, payload=payload))
 
 
-class FakeCluster:
+class FakeCluster(Generic[EngineT]):
     """One engine per node, driven as the executive would drive it."""
 
-    def __init__(self, engine_class: type[ServiceEngine], nodeids: Iterable[int]) -> None:
+    def __init__(self, engine_class: type[EngineT], nodeids: Iterable[int]) -> None:
         validate_engine(engine_class)
         self.outbox: list[Multicast] = []
         ids = sorted(set(nodeids))
         if not ids:
             raise ValueError("a cluster needs at least one node")
         self.executives = {nodeid: FakeExecutive(nodeid, self.outbox) for nodeid in ids}
-        self.engines = {nodeid: engine_class() for nodeid in ids}
+        self.engines: dict[int, EngineT] = {nodeid: engine_class() for nodeid in ids}
         self.members: tuple[int, ...] = ()
         self.ring_id = RingId(seq=0, rep=ids[0])
         self._conn_ids = itertools.count(1)

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import msgpack
 import pytest
@@ -40,7 +41,7 @@ def echo(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
         del sys.modules[name]
 
 
-def _cluster(echo: ModuleType, members: list[int], nodes: int = 3) -> FakeCluster:
+def _cluster(echo: ModuleType, members: list[int], nodes: int = 3) -> FakeCluster[Any]:
     cluster = FakeCluster(echo.EchoEngine, range(1, nodes + 1))
     cluster.change_membership(members)
     return cluster
@@ -63,7 +64,7 @@ def test_an_echo_goes_round_the_ring_and_back_to_its_client(echo: ModuleType) ->
         Reply(conn=conn, message_id=echo.RES_ECHO, payload=b"hello", error=CsErrorCode.CS_OK)
     ]
     assert cluster.executives[1].replies == cluster.executives[3].replies == []
-    assert [cluster.engines[n].echoed for n in (1, 2, 3)] == [1, 1, 1]  # type: ignore[attr-defined]
+    assert [cluster.engines[n].echoed for n in (1, 2, 3)] == [1, 1, 1]
 
 
 def test_stats_report_the_count_and_the_members(echo: ModuleType) -> None:
@@ -84,9 +85,9 @@ def test_sync_brings_a_joining_node_up_to_date(echo: ModuleType) -> None:
     for _ in range(3):
         cluster.request(1, conn, echo.REQ_ECHO, b"x")
     cluster.deliver()
-    assert cluster.engines[3].echoed == 0  # type: ignore[attr-defined]
+    assert cluster.engines[3].echoed == 0
     cluster.change_membership([1, 2, 3])
-    assert [cluster.engines[n].echoed for n in (1, 2, 3)] == [3, 3, 3]  # type: ignore[attr-defined]
+    assert [cluster.engines[n].echoed for n in (1, 2, 3)] == [3, 3, 3]
 
 
 def test_a_full_ring_answers_try_again(echo: ModuleType) -> None:
@@ -110,7 +111,7 @@ def test_no_reply_reaches_a_client_that_left(echo: ModuleType) -> None:
     cluster.disconnect(1, conn)
     cluster.deliver()
     assert cluster.executives[1].replies == []
-    assert cluster.engines[1].echoed == 1  # type: ignore[attr-defined]
+    assert cluster.engines[1].echoed == 1
 
 
 @pytest.mark.parametrize(
@@ -130,7 +131,7 @@ def test_a_malformed_echo_from_a_peer_is_dropped(
     cluster.executives[1].mcast(echo.MCAST_ECHO, payload)
     with caplog.at_level(logging.WARNING, logger="pycorosync_echo.engine"):
         cluster.deliver()
-    assert [cluster.engines[n].echoed for n in (1, 2)] == [0, 0]  # type: ignore[attr-defined]
+    assert [cluster.engines[n].echoed for n in (1, 2)] == [0, 0]
     assert "malformed echo from node 1 dropped" in caplog.text
 
 
@@ -141,7 +142,7 @@ def test_a_sync_count_from_another_ring_is_ignored(echo: ModuleType) -> None:
     echo.EchoEngine.sync_init(engine, (1,), (1, 2), cluster.ring_id)
     echo.EchoEngine.exec_handlers[echo.MCAST_SYNC_COUNT].handler(engine, stale, 2)
     engine.sync_activate()
-    assert engine.echoed == 0  # type: ignore[attr-defined]
+    assert engine.echoed == 0
 
 
 # As an installed distribution --------------------------------------------------------------

@@ -89,10 +89,8 @@ def test_send_status_maps_onto_cs_error_codes() -> None:
 # FakeCluster -------------------------------------------------------------------------------
 
 
-def _calls(cluster: FakeCluster, nodeid: int) -> list[str]:
-    engine = cluster.engines[nodeid]
-    assert isinstance(engine, ValidEngine)
-    return engine.calls
+def _calls(cluster: FakeCluster[ValidEngine], nodeid: int) -> list[str]:
+    return cluster.engines[nodeid].calls
 
 
 def test_each_node_gets_exec_init_first() -> None:
