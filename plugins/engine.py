@@ -66,13 +66,13 @@ __all__ = [
 ]
 
 SERVICE_ID_MAX = 0xFFFF
-"""Largest wire service id: it travels in the upper 16 bits of an exec message id."""
+"""Largest wire service id (16 bits, as in Corosync's ``(service_id << 16) | fn`` message id)."""
 
 RESERVED_SERVICE_ID_MAX = 31
 """Service ids 0..31 belong to built-in engines (Corosync numbers cmap 0 ... wd 7)."""
 
 HANDLER_ID_MAX = 0xFFFF
-"""Largest lib request id or exec function id (the lower 16 bits of an exec message id)."""
+"""Largest lib request id or exec function id (16 bits, like Corosync's ``fn``)."""
 
 ENGINE_NAME_PATTERN = r"[a-z][a-z0-9_-]{0,31}"
 """An engine name: it names an IPC server and appears in cmap keys (``runtime.services.*``)."""

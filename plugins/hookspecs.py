@@ -8,6 +8,11 @@ order.
 A plugin is a module (or a module-level object) named by an entry point in the
 ``pycorosync.services`` group, carrying functions decorated with
 :data:`pycorosync.plugins.hookimpl`.
+
+A hook is added when something in the daemon calls it. The quorum-provider lookup
+(``quorum.provider`` → provider, ``firstresult``) arrives with the quorum service, together
+with the provider protocol it must return; declaring it before that protocol exists would
+leave its result untyped.
 """
 
 from __future__ import annotations

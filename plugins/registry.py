@@ -130,7 +130,10 @@ class ServiceRegistry:
         :param environ: where the switches are read; ``os.environ`` by default.
         :param sources: the entry points to consider; the installed ones by default.
         :raises PluginConfigError: a switch is malformed or blocks a built-in.
+        :raises TypeError: ``names`` is a single string.
         """
+        if isinstance(names, str):
+            raise TypeError(f"names must be a collection of entry-point names, not {names!r}")
         settings = PluginSettings.from_environ(os.environ if environ is None else environ)
         found = installed_sources() if sources is None else list(sources)
         loader = _Loader(settings, None if names is None else frozenset(names))
@@ -291,15 +294,17 @@ class _Loader:
 
     def _collect(self) -> list[LoadedEngine]:
         accepted: list[LoadedEngine] = []
-        for source, plugin in self._registered:
+        for source, plugin in list(self._registered):
+            # Ask one plugin at a time, so that an error is attributed to it.
             others = [other for _, other in self._registered if other is not plugin]
             hook = self._pm.subset_hook_caller(_REGISTER_HOOK, remove_plugins=others)
             contributed: list[LoadedEngine] = []
-            register = _Registrar(source, accepted, contributed)
             try:
-                hook(register=register)
+                hook(register=_Registrar(source, accepted, contributed))
             except Exception as exc:  # the plugin's own code, or our refusal of its engine
                 self._fail(source.name, source.distribution, "registering its engines failed", exc)
+                self._pm.unregister(plugin)
+                self._registered.remove((source, plugin))
                 continue
             accepted.extend(contributed)
         return accepted

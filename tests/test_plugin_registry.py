@@ -194,6 +194,7 @@ def test_a_hook_that_raises_fails_only_its_plugin() -> None:
         source("fine", FakePlugin(good)),
     )
     assert registry.load_order() == (good,)
+    assert [p.name for p in registry.plugins] == ["fine"]
     assert _only_failure(registry) == (
         "plugin 'raises' (distribution 'third-party'): registering its engines failed: "
         "OSError: disk"
@@ -391,6 +392,11 @@ def test_names_load_exactly_the_requested_plugins() -> None:
     assert _names(registry) == ["echo"]
     assert imported == ["echo"]
     assert registry.failures == ()
+
+
+def test_names_must_not_be_a_single_string() -> None:
+    with pytest.raises(TypeError, match="not 'echo'"):
+        _load(*_switch_sources([]), names="echo")
 
 
 def test_names_may_select_builtins_and_third_party_plugins() -> None:
