@@ -22,7 +22,7 @@ builds the full set to decide the workers; each worker builds exactly its own se
    third-party engine that takes a built-in's name or a service id in 0..31. A plugin whose
    hook raises contributes nothing.
 4. **Refuse clashes and order**: engines sharing a service id or a name are refused (all of
-   them, unless one is a built-in, which keeps it), and the rest are sorted by
+   them, unless exactly one is a built-in, which keeps it), and the rest are sorted by
    ``(priority, service_id)``: the load and sync order; unload is the reverse.
 
 Failures never stop the other plugins from loading; they are logged and collected in
@@ -323,8 +323,9 @@ class _Loader:
         return [loaded for loaded in engines if id(loaded) not in refused]
 
     def _refuse_group(self, attribute: str, value: object, group: list[LoadedEngine]) -> set[int]:
-        has_builtin = any(loaded.builtin for loaded in group)
-        losers = [loaded for loaded in group if not (has_builtin and loaded.builtin)]
+        # A single built-in keeps what it declared; otherwise nobody can be preferred.
+        single_builtin = sum(loaded.builtin for loaded in group) == 1
+        losers = [loaded for loaded in group if not (single_builtin and loaded.builtin)]
         for loser in losers:
             others = "; ".join(str(other) for other in group if other is not loser)
             self._fail(

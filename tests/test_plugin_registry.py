@@ -132,6 +132,15 @@ def test_a_builtin_keeps_its_service_id_against_a_third_party_engine() -> None:
     assert "'core'" in message
 
 
+def test_two_builtins_with_one_service_id_are_both_refused() -> None:
+    registry = _load(
+        builtin("one", FakePlugin(make_engine("one", service_id=5))),
+        builtin("two", FakePlugin(make_engine("two", service_id=5))),
+    )
+    assert registry.engines == ()
+    assert [f.plugin for f in registry.failures] == ["one", "two"]
+
+
 def test_two_engines_with_one_name_are_both_refused() -> None:
     registry = _load(
         source("p1", FakePlugin(make_engine("same", service_id=50))),

@@ -63,6 +63,7 @@ def test_a_complete_engine_is_accepted() -> None:
     ("engine", "message"),
     [
         (ValidEngine(), "is not a class"),
+        (dict, "engine dict: missing attribute 'name'"),  # a C type: no signature to inspect
         (_NeedsArgument, "constructible with no arguments"),
         (_NoSyncAbort, "missing attribute 'sync_abort'"),
         (_NameProperty, "name must be a class attribute, not a property"),
