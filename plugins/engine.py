@@ -1,0 +1,286 @@
+"""The service-engine contract: what an engine is, and what it may ask of the executive.
+
+Theory of operation
+-------------------
+A *service engine* is Corosync's unit of cluster functionality (cmap, cpg, votequorum, a
+third-party engine). This module is the Python counterpart of Corosync's
+``struct corosync_service_engine`` and of the ``corosync_api_v1`` table it is given:
+
+* :class:`ServiceEngine` is a structural :class:`~typing.Protocol`. A plugin registers the
+  engine *class* (see :mod:`pycorosync.plugins.hookspecs`); the registry validates its class
+  attributes and handler tables at load, and a worker process instantiates it with no
+  arguments and drives it.
+* The engine's identity is declared, never enumerated: ``name`` (also its IPC server name and
+  its ``runtime.services.<name>`` cmap prefix), the wire ``service_id`` (0-31 are reserved for
+  built-ins, in Corosync's numbering), ``priority`` and ``version``. Engines are loaded and
+  synchronised in ``(priority, service_id)`` order and unloaded in the reverse order.
+* Two handler tables, keyed by declared ids: ``lib_handlers`` for requests from local client
+  connections (each with a :class:`FlowControl` flag) and ``exec_handlers`` for messages that
+  peers (and this node) multicast to the engine, delivered in the agreed order of the ring.
+  Entries hold plain functions taking the engine first, so a table is a class attribute, just
+  as Corosync's tables are static arrays::
+
+      class Echo:
+          def _lib_echo(self, conn: ClientConnection, payload: bytes) -> None: ...
+          lib_handlers: ClassVar[Mapping[int, LibHandler[Echo]]] = {
+              0: LibHandler(_lib_echo, FlowControl.REQUIRED),
+          }
+
+* Lifecycle, in the order a worker calls it: ``exec_init(api)`` once; then ``confchg`` for
+  every configuration change and ``sync_init`` / ``sync_process`` (until it returns ``True``) /
+  ``sync_activate`` for every membership, ``sync_abort`` if a new configuration interrupts a
+  sync; ``lib_init`` / handlers / ``lib_exit`` per client connection at any time after the
+  first sync; ``exec_exit`` at shutdown (until it returns ``True``).
+* Payloads are ``bytes``: the msgpack body of a client request or of a peer's message. The
+  engine owns its message schema and decodes (and validates) it itself.
+* Engines are deterministic state machines over the stream the executive delivers. They see
+  the executive only through :class:`ExecutiveApi`, so the same engine runs in a worker, under
+  the simulator and against a fake in a unit test. Engines never block: calls that cross to the
+  Totem process return :attr:`SendStatus.WOULD_BLOCK` instead of waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar, Generic, NewType, Protocol, TypeVar
+
+from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
+from pycorosync.lib.cmap_types import CmapValue, ValueType
+from pycorosync.lib.errors import CsErrorCode
+
+__all__ = [
+    "ENGINE_NAME_PATTERN",
+    "HANDLER_ID_MAX",
+    "RESERVED_SERVICE_ID_MAX",
+    "SERVICE_ID_MAX",
+    "ClientConnection",
+    "ExecHandler",
+    "ExecutiveApi",
+    "FlowControl",
+    "LibHandler",
+    "SendStatus",
+    "ServiceEngine",
+    "TimerHandle",
+]
+
+SERVICE_ID_MAX = 0xFFFF
+"""Largest wire service id (16 bits, as in Corosync's ``(service_id << 16) | fn`` message id)."""
+
+RESERVED_SERVICE_ID_MAX = 31
+"""Service ids 0..31 belong to built-in engines (Corosync numbers cmap 0 ... wd 7)."""
+
+HANDLER_ID_MAX = 0xFFFF
+"""Largest lib request id or exec function id (16 bits, like Corosync's ``fn``)."""
+
+ENGINE_NAME_PATTERN = r"[a-z][a-z0-9_-]{0,31}"
+"""An engine name: it names an IPC server and appears in cmap keys (``runtime.services.*``)."""
+
+EngineT = TypeVar("EngineT")
+
+
+class FlowControl(IntEnum):
+    """Whether a client request is held back while the node cannot take more multicasts.
+
+    Corosync's ``CS_LIB_FLOW_CONTROL_*`` numbering. A REQUIRED handler multicasts (so during
+    sync or when the ring towards the Totem process is full the executive answers the client
+    ``CS_ERR_TRY_AGAIN`` without calling it); a NOT_REQUIRED handler only reads local state.
+    """
+
+    REQUIRED = 1
+    NOT_REQUIRED = 2
+
+
+class SendStatus(IntEnum):
+    """Outcome of a request that travels to the Totem process (a multicast, a cmap write)."""
+
+    QUEUED = 0
+    """Accepted; it will take effect in the cluster's agreed order."""
+    WOULD_BLOCK = 1
+    """Nothing was sent: the ring is full. Answer the client ``CS_ERR_TRY_AGAIN``."""
+
+    @property
+    def cs_error(self) -> CsErrorCode:
+        """The code to put in a client's reply for this outcome."""
+        if self is SendStatus.QUEUED:
+            return CsErrorCode.CS_OK
+        return CsErrorCode.CS_ERR_TRY_AGAIN
+
+
+TimerHandle = NewType("TimerHandle", int)
+"""Identifies a timer armed with :meth:`ExecutiveApi.timer_add`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConnection:
+    """One client IPC connection to an engine, as the executive's IPC layer accepted it.
+
+    Hashable, so an engine keys its per-connection state on it (Corosync's connection
+    private data).
+    """
+
+    conn_id: int
+    """Unique on this node for the life of the worker process; never reused."""
+    pid: int
+    """The client's process id (``SO_PEERCRED``)."""
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class LibHandler(Generic[EngineT]):
+    """One entry of an engine's client-request table (Corosync's ``corosync_lib_handler``)."""
+
+    handler: Callable[[EngineT, ClientConnection, bytes], None]
+    """Called as ``handler(engine, conn, payload)`` with the request body."""
+    flow_control: FlowControl
+
+
+@dataclass(frozen=True, slots=True)
+class ExecHandler(Generic[EngineT]):
+    """One entry of an engine's peer-message table (Corosync's ``corosync_exec_handler``).
+
+    No byte-order converter, unlike Corosync's: service messages are msgpack.
+    """
+
+    handler: Callable[[EngineT, bytes, int], None]
+    """Called as ``handler(engine, payload, sender_nodeid)`` in the ring's delivery order."""
+
+
+class ExecutiveApi(Protocol):
+    """The executive as one engine sees it (Corosync's ``corosync_api_v1``, narrowed).
+
+    The worker gives each engine its own instance in ``exec_init``; multicasts are therefore
+    addressed to that engine's ``exec_handlers`` on every node without naming the service.
+    Every method returns at once and is safe to call from any engine callback.
+    """
+
+    @property
+    def nodeid(self) -> int:
+        """This node's nodeid."""
+        ...
+
+    def mcast(
+        self, function_id: int, payload: bytes, guarantee: Guarantee = Guarantee.AGREED
+    ) -> SendStatus:
+        """Multicast ``payload`` to ``exec_handlers[function_id]`` on every member, this node
+        included, in agreed (or safe) order. WOULD_BLOCK means nothing was sent."""
+        ...
+
+    def timer_add(self, delay_ms: float, callback: Callable[[], None]) -> TimerHandle:
+        """Call ``callback()`` once, ``delay_ms`` from now, on the engine's worker loop."""
+        ...
+
+    def timer_delete(self, handle: TimerHandle) -> None:
+        """Cancel a timer; a timer that already fired or was deleted is ignored."""
+        ...
+
+    def cmap_get(self, key: str) -> CmapValue:
+        """Read a key from this worker's cmap replica; ``NotExistError`` if it is absent."""
+        ...
+
+    def cmap_set(self, key: str, value: CmapValue, vtype: ValueType) -> SendStatus:
+        """Ask the Totem process (the owner of cmap) to set a key.
+
+        The write is applied there in one order; this worker's replica, and so ``cmap_get``,
+        shows it once the change event comes back. An invalid key or value raises the
+        matching ``CsError`` (``NameTooLongError``, ``InvalidParamError``) at once.
+        """
+        ...
+
+    def is_quorate(self) -> bool:
+        """Whether this node's partition currently has quorum."""
+        ...
+
+    def reply(
+        self,
+        conn: ClientConnection,
+        message_id: int,
+        payload: bytes,
+        error: CsErrorCode = CsErrorCode.CS_OK,
+    ) -> None:
+        """Send the response to a client request. A closed connection is ignored."""
+        ...
+
+    def dispatch(self, conn: ClientConnection, message_id: int, payload: bytes) -> None:
+        """Queue an unsolicited notification (a callback) for a client. A client that does
+        not read its notifications is disconnected rather than let its queue grow."""
+        ...
+
+
+class ServiceEngine(Protocol):
+    """A service engine, modelled on Corosync's ``struct corosync_service_engine``.
+
+    The attributes are read from the class at load, so declare them as class attributes,
+    annotated ``ClassVar[...]`` with exactly these types (a type checker insists); the methods
+    are called on the one instance a worker creates with ``EngineClass()``.
+    """
+
+    name: ClassVar[str]
+    """Short name matching :data:`ENGINE_NAME_PATTERN`, unique in the cluster."""
+    service_id: ClassVar[int]
+    """Wire service id, 0..:data:`SERVICE_ID_MAX`; 0..31 only for built-ins."""
+    priority: ClassVar[int]
+    """Non-negative; lower loads and syncs first and unloads last."""
+    version: ClassVar[int]
+    """Non-negative; all members must run the same (name, service_id, version)."""
+    allow_inquorate: ClassVar[bool]
+    """Whether clients are served while the node is not quorate."""
+    own_worker: ClassVar[bool]
+    """Ask for a worker process of its own, so that a crash takes nothing else down."""
+    lib_handlers: ClassVar[Mapping[int, LibHandler[Any]]]
+    """Client requests by request id, 0..:data:`HANDLER_ID_MAX`."""
+    exec_handlers: ClassVar[Mapping[int, ExecHandler[Any]]]
+    """Peer messages by function id, 0..:data:`HANDLER_ID_MAX`."""
+
+    def exec_init(self, api: ExecutiveApi) -> None:
+        """Start the engine. Raising aborts the daemon's startup, as in Corosync."""
+        ...
+
+    def exec_exit(self) -> bool:
+        """Stop the engine at shutdown. ``False`` means "busy, call me again" (for example to
+        let a farewell multicast leave); ``True`` means done."""
+        ...
+
+    def lib_init(self, conn: ClientConnection) -> None:
+        """A client connected. Raising a ``CsError`` refuses it with that code."""
+        ...
+
+    def lib_exit(self, conn: ClientConnection) -> None:
+        """A client disconnected; drop its state."""
+        ...
+
+    def confchg(
+        self,
+        kind: ConfigKind,
+        members: tuple[int, ...],
+        left: tuple[int, ...],
+        joined: tuple[int, ...],
+        ring_id: RingId,
+    ) -> None:
+        """Totem installed a TRANSITIONAL or REGULAR configuration (sorted nodeids)."""
+        ...
+
+    def sync_init(
+        self,
+        transitional_members: tuple[int, ...],
+        members: tuple[int, ...],
+        ring_id: RingId,
+    ) -> None:
+        """A sync round starts for ``members``; ``transitional_members`` are those that
+        also were in this node's previous configuration."""
+        ...
+
+    def sync_process(self) -> bool:
+        """Do (or continue) this round's sync work; ``True`` when this node is done. Called
+        again while it returns ``False``."""
+        ...
+
+    def sync_activate(self) -> None:
+        """Every member finished ``sync_process``: make the synchronised state current."""
+        ...
+
+    def sync_abort(self) -> None:
+        """A new configuration interrupted the round: discard the partial sync state."""
+        ...
