@@ -37,18 +37,15 @@ sends them.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
 import socket
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from logging.handlers import QueueHandler, SysLogHandler
+from logging.handlers import SysLogHandler
 from typing import Final, TextIO
 
 from pycorosync.exec.config_error import ConfigError
@@ -67,9 +64,9 @@ from pycorosync.exec.logformat import (
     TRACE,
     CorosyncFormatter,
     Target,
-    subsys_of,
     syslog_priority,
 )
+from pycorosync.exec.logwriter import DroppingQueueHandler, LogWriter, Route, Routing
 
 __all__ = [
     "ALERT",
@@ -120,53 +117,6 @@ class _Sink:
     where: str = ""
 
 
-_Route = tuple[tuple[logging.Handler, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Routing:
-    default: _Route
-    by_subsys: Mapping[str, _Route]
-
-    def route(self, subsys: str) -> _Route:
-        return self.by_subsys.get(subsys, self.default)
-
-
-@dataclass(frozen=True, slots=True)
-class _Barrier:
-    reached: threading.Event
-
-
-_STOP: Final = object()
-_WAKE: Final = object()
-_QueueItem = object
-"""A LogRecord, a _Barrier, _WAKE or _STOP."""
-
-
-class _DroppingQueueHandler(QueueHandler):
-    """A QueueHandler that never blocks: when the queue is full the record is counted, not
-    queued."""
-
-    def __init__(self, records: queue.Queue[_QueueItem]) -> None:
-        super().__init__(records)
-        self._lock_dropped = threading.Lock()
-        self._dropped = 0
-        self.dropped_total = 0
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            with self._lock_dropped:
-                self._dropped += 1
-                self.dropped_total += 1
-
-    def take_dropped(self) -> int:
-        with self._lock_dropped:
-            dropped, self._dropped = self._dropped, 0
-        return dropped
-
-
 class _CorosyncSysLogHandler(SysLogHandler):
     """SysLogHandler whose priority comes from the level number, bumped as libqb does."""
 
@@ -182,76 +132,6 @@ class _CorosyncSysLogHandler(SysLogHandler):
 
 
 _SYSLOG_WORDS: Final = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-
-
-class _Writer(threading.Thread):
-    """The one thread that formats and writes records, and owns every open destination."""
-
-    def __init__(
-        self,
-        records: queue.Queue[_QueueItem],
-        namespace: str,
-        take_dropped: Callable[[], int],
-    ) -> None:
-        super().__init__(name="corosync-logsys", daemon=True)
-        self._records = records
-        self._namespace = namespace
-        self._take_dropped = take_dropped
-        self.routing = _Routing((), {})
-        self._retired: deque[logging.Handler] = deque()
-
-    def swap(self, routing: _Routing, retired: list[logging.Handler]) -> None:
-        # Order matters: the new routing must be visible before the writer can see the
-        # retired handlers, because it closes those and then reads the routing.
-        self.routing = routing
-        self._retired.extend(retired)
-        with contextlib.suppress(queue.Full):
-            self._records.put_nowait(_WAKE)
-
-    def run(self) -> None:
-        while True:
-            item = self._records.get()
-            self._close_retired()
-            if item is _STOP:
-                return
-            if isinstance(item, _Barrier):
-                item.reached.set()
-            elif isinstance(item, logging.LogRecord):
-                self._dispatch(item)
-                self._report_drops()
-
-    def _dispatch(self, record: logging.LogRecord) -> None:
-        for handler, level in self.routing.route(subsys_of(record.name, self._namespace)):
-            if record.levelno >= level:
-                handler.handle(record)
-
-    def _report_drops(self) -> None:
-        dropped = self._take_dropped()
-        if dropped:
-            record = logging.LogRecord(
-                f"{self._namespace}.{MAIN_SUBSYS}",
-                logging.WARNING,
-                __file__,
-                0,
-                "Logging fell behind: %d messages were dropped.",
-                (dropped,),
-                None,
-                "_report_drops",
-            )
-            self._dispatch(record)
-
-    def _close_retired(self) -> None:
-        while self._retired:
-            self._retired.popleft().close()
-
-    def close_all(self) -> None:
-        """Only once the thread has stopped: close what it still holds."""
-        self._close_retired()
-        for handler in {h for route in self._all_routes() for h, _ in route}:
-            handler.close()
-
-    def _all_routes(self) -> list[_Route]:
-        return [self.routing.default, *self.routing.by_subsys.values()]
 
 
 class LogSys:
@@ -275,9 +155,10 @@ class LogSys:
         self._stderr = stderr
         self._syslog_socket = syslog_socket
         self._time_converter = time_converter
-        self._records: queue.Queue[_QueueItem] = queue.Queue(maxsize=queue_size)
-        self._queue_handler = _DroppingQueueHandler(self._records)
-        self._writer = _Writer(self._records, namespace, self._queue_handler.take_dropped)
+        records: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._queue_handler = DroppingQueueHandler(records)
+        self._writer = LogWriter(records, namespace, self._queue_handler.take_dropped)
+        self._generation = 0
         self._sinks: dict[_Sink, logging.Handler] = {}
         self._leveled: set[str] = set()
         self._config: LoggingConfig | None = None
@@ -307,11 +188,12 @@ class LogSys:
         sinks, notes = self._open_sinks(new)
         retired = [handler for sink, handler in self._sinks.items() if sink not in sinks]
         self._sinks = sinks
-        for sink, handler in sinks.items():
-            handler.setFormatter(self._formatter(sink.target, new))
         routing = self._routing(new)
         self._set_levels(new, routing)
-        self._writer.swap(routing, retired)
+        self._generation += 1
+        self._writer.publish(self._generation, routing, retired)
+        self._queue_handler.generation = self._generation
+        self._writer.wake(self._generation)
         self._start()
         self._config = new
         main = subsys_logger(MAIN_SUBSYS, self._namespace)
@@ -324,12 +206,8 @@ class LogSys:
         if not self._writer.is_alive():
             return True
         deadline = time.monotonic() + timeout
-        barrier = _Barrier(threading.Event())
-        try:
-            self._records.put(barrier, timeout=timeout)
-        except queue.Full:
-            return False
-        return barrier.reached.wait(max(0.0, deadline - time.monotonic()))
+        reached = self._writer.barrier(timeout)
+        return reached is not None and reached.wait(max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float = 5.0) -> bool:
         """Stop logging through this LogSys: flush, stop the writer, close every destination
@@ -347,8 +225,7 @@ class LogSys:
         if not self._writer.is_alive():
             return True
         deadline = time.monotonic() + timeout
-        with contextlib.suppress(queue.Full):
-            self._records.put(_STOP, timeout=timeout)
+        self._writer.stop(timeout)
         self._writer.join(max(0.0, deadline - time.monotonic()))
         if self._writer.is_alive():
             return False
@@ -418,14 +295,15 @@ class LogSys:
         if not os.path.exists(path):
             notes.append(f"Syslog socket {path} does not exist; not logging to syslog.")
             return None
-        try:
-            handler = _CorosyncSysLogHandler(address=path, facility=facility)
-        except OSError as exc:
+        # SysLogHandler ignores a failed connect and fails on every record instead.
+        refused = _refuses_connections(path)
+        if refused is not None:
             notes.append(
-                f"Cannot connect to syslog at {path} ({exc.strerror or exc}); "
+                f"Cannot connect to syslog at {path} ({refused.strerror or refused}); "
                 "not logging to syslog."
             )
             return None
+        handler = _CorosyncSysLogHandler(address=path, facility=facility)
         handler.ident = f"{self._program}[{os.getpid()}]: "
         return handler
 
@@ -443,23 +321,26 @@ class LogSys:
 
     # --- routing and levels ---------------------------------------------------------------
 
-    def _route(self, settings: SubsysSettings) -> _Route:
+    def _route(
+        self, settings: SubsysSettings, formats: Mapping[Target, logging.Formatter]
+    ) -> Route:
         levels = (
             (_Sink(Target.STDERR), settings.stderr_level()),
             (_Sink(Target.FILE, settings.logfile or ""), settings.file_level()),
             (_Sink(Target.SYSLOG, str(settings.syslog_facility)), settings.syslog_level()),
         )
         return tuple(
-            (self._sinks[sink], level)
+            (self._sinks[sink], level, formats[sink.target])
             for sink, level in levels
             if level is not None and sink in self._sinks
         )
 
-    def _routing(self, config: LoggingConfig) -> _Routing:
-        by_subsys = {name: self._route(settings) for name, settings in config.subsystems}
-        return _Routing(self._route(config.default), by_subsys)
+    def _routing(self, config: LoggingConfig) -> Routing:
+        formats = {target: self._formatter(target, config) for target in Target}
+        by_subsys = {name: self._route(s, formats) for name, s in config.subsystems}
+        return Routing(self._route(config.default, formats), by_subsys)
 
-    def _set_levels(self, config: LoggingConfig, routing: _Routing) -> None:
+    def _set_levels(self, config: LoggingConfig, routing: Routing) -> None:
         root_level = _lowest(routing.default)
         configured = {f"{self._namespace}.{name}" for name, _ in config.subsystems}
         for name, route in routing.by_subsys.items():
@@ -472,8 +353,23 @@ class LogSys:
         self._root.setLevel(root_level)
 
 
-def _lowest(route: _Route) -> int:
-    return min((level for _, level in route), default=_NOTHING)
+def _refuses_connections(path: str) -> OSError | None:
+    """The error connecting to the Unix socket ``path`` gives, as datagram then as stream
+    (the two kinds SysLogHandler tries); None if either connects."""
+    error: OSError | None = None
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(path)
+            except OSError as exc:
+                error = exc
+            else:
+                return None
+    return error
+
+
+def _lowest(route: Route) -> int:
+    return min((level for _, level, _ in route), default=_NOTHING)
 
 
 def _logfile_key(prefix: str, settings: SubsysSettings, default: SubsysSettings) -> str:
