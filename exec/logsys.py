@@ -25,9 +25,12 @@ Records keep the time they were made, so queueing does not shift timestamps.
 keys. The whole new configuration is validated and every new file opened first, so a bad value
 raises :class:`~pycorosync.exec.config_error.ConfigError` and leaves logging exactly as it was.
 Destinations still in use are kept open (a file is not reopened, syslog not reconnected);
-applying the same keys twice changes nothing. The writer thread swaps to the new routing
-between two records and closes destinations no longer used itself, so a record is never written
-to a half-closed file.
+applying the same keys twice changes nothing. Every record is written as the configuration in
+force when it was *logged* says, even if it is still queued when the configuration changes, and
+the writer thread itself closes the destinations no longer used once nothing queued needs them
+(:mod:`pycorosync.exec.logwriter`), so a record is never written to a half-closed file.
+``apply`` is meant to be called from one thread (the Totem process's event loop); at startup,
+corosync-exec turns a ConfigError from it into exit code 7, as Corosync does.
 
 Syslog goes through :class:`logging.handlers.SysLogHandler` on ``/dev/log``; when that socket
 does not exist or refuses the connection, syslog output is skipped with a warning on the other
