@@ -40,6 +40,7 @@ sends them.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -152,6 +153,8 @@ class LogSys:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         time_converter: Callable[[float], time.struct_time] = time.localtime,
     ) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, not {queue_size}")
         self._namespace = namespace
         self._program = program
         self._hostname = hostname if hostname is not None else socket.gethostname()
@@ -219,6 +222,7 @@ class LogSys:
         if self._closed:
             return True
         self._closed = True
+        atexit.unregister(self.close)
         self._root.removeHandler(self._queue_handler)
         self._root.propagate = self._root_propagate
         self._root.setLevel(self._root_level)
@@ -246,6 +250,9 @@ class LogSys:
             self._writer.start()
             self._root.addHandler(self._queue_handler)
             self._root.propagate = False
+            # The writer is a daemon thread; without this, the last lines (the ones saying why
+            # the process ends) could die in the queue.
+            atexit.register(self.close)
 
     # --- destinations ---------------------------------------------------------------------
 

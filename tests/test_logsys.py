@@ -452,3 +452,72 @@ def test_close_gives_the_loggers_back(
     assert "after close" not in stderr.getvalue()
     with pytest.raises(RuntimeError):
         logsys.apply(NO_SYSLOG)
+
+
+def test_a_record_is_written_as_configured_when_it_was_logged(
+    make_logsys: Callable[..., LogSys], namespace: str, tmp_path: Path
+) -> None:
+    """Records still queued when the configuration changes keep their old format and file."""
+    stream = _StuckStream()
+    old, new = tmp_path / "old.log", tmp_path / "new.log"
+    logsys = make_logsys(stderr=stream)
+    base = {**NO_SYSLOG, "logging.to_logfile": "yes"}
+    logsys.apply({**base, "logging.logfile": str(old)})
+    log = _log(namespace, "CPG")
+    log.info("first")
+    assert stream.entered.wait(timeout=10)  # the writer is stuck on "first"
+    log.info("queued before")
+    logsys.apply({**base, "logging.logfile": str(new), "logging.function_name": "on"})
+    log.info("logged after")
+    stream.release.set()
+    _flushed(logsys)
+    func = "test_a_record_is_written_as_configured_when_it_was_logged"
+    assert stream.getvalue() == (
+        "info    [CPG   ] first\n"
+        "info    [CPG   ] queued before\n"
+        f"info    [CPG   ] {func} logged after\n"
+    )
+    pid = os.getpid()
+    assert old.read_text() == (
+        f"[{pid}] node1 corosync info    [CPG   ] first\n"
+        f"[{pid}] node1 corosync info    [CPG   ] queued before\n"
+    )
+    assert new.read_text() == f"[{pid}] node1 corosync info    [CPG   ] {func} logged after\n"
+    assert _open_fds(old) == 0
+
+
+def test_many_threads_logging_through_reconfigurations(
+    make_logsys: Callable[..., LogSys], namespace: str, tmp_path: Path
+) -> None:
+    logfile = tmp_path / "corosync.log"
+    logsys = make_logsys()
+    keys = {**NO_SYSLOG, "logging.to_stderr": "no", "logging.to_logfile": "yes"}
+    logsys.apply({**keys, "logging.logfile": str(logfile)})
+    start = threading.Barrier(5)
+
+    def worker(subsys: str) -> None:
+        start.wait(timeout=10)
+        log = _log(namespace, subsys)
+        for n in range(300):
+            log.info("%s %d", subsys, n)
+
+    subsystems = ["TOTEM", "CPG", "CMAP", "SYNC"]
+    threads = [threading.Thread(target=worker, args=(s,)) for s in subsystems]
+    for thread in threads:
+        thread.start()
+    start.wait(timeout=10)
+    for debug in ("on", "off", "trace", "off"):
+        logsys.apply({**keys, "logging.logfile": str(logfile), "logging.debug": debug})
+    for thread in threads:
+        thread.join(timeout=30)
+    _flushed(logsys)
+    assert logsys.dropped == 0
+    lines = logfile.read_text().splitlines()
+    for subsys in subsystems:
+        mine = [line.rsplit(" ", 1)[1] for line in lines if f"] {subsys} " in line]
+        assert mine == [str(n) for n in range(300)]
+
+
+def test_queue_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="queue_size"):
+        LogSys(queue_size=0)
