@@ -239,6 +239,22 @@ def test_key_directory_unwritable(
     _assert_untouched(old_key)
 
 
+def test_key_directory_that_refuses_new_files(capsys: pytest.CaptureFixture[str]) -> None:
+    """sysfs refuses to create files even for root, so this runs whoever runs the suite."""
+    try:
+        os.close(os.open("/sys/.corosync-keygen-probe", os.O_CREAT | os.O_WRONLY, 0o600))
+    except PermissionError:
+        pass
+    except OSError as exc:
+        pytest.skip(f"/sys does not refuse new files with EACCES here ({exc})")
+    else:
+        os.unlink("/sys/.corosync-keygen-probe")
+        pytest.skip("/sys accepts new files here")
+    code, _, err = _run(capsys, "-k", "/sys/authkey", "-s", "128")
+    assert code == 2
+    assert err == "corosync-keygen: Could not create /sys/authkey: Permission denied\n"
+
+
 _REAL_CLOSE = os.close
 
 
