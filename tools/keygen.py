@@ -18,7 +18,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PROG = "corosync-keygen"
@@ -58,10 +58,13 @@ _DECIMAL = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
 class KeygenError(Exception):
     """A failure that ends the tool with ``exit_code`` after printing ``message``."""
 
-    def __init__(self, exit_code: int, message: str) -> None:
+    def __init__(self, exit_code: int, message: str, stdout_line: str | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.message = message
+        self.stdout_line = stdout_line
+        """Printed on stdout before ``message`` goes to stderr, as Corosync does for bad
+        options."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +102,11 @@ def parse_args(argv: Sequence[str]) -> Options | None:
         if flag in ("-h", "--help"):
             return None
         if flag in ("-k", "--key-file"):
-            options = Options(value, options.random_file, options.size)
+            options = replace(options, key_file=value)
         elif flag in ("-r", "--random-file"):
-            options = Options(options.key_file, value, options.size)
+            options = replace(options, random_file=value)
         elif flag in ("-s", "--size"):
-            options = Options(options.key_file, options.random_file, parse_size(value))
+            options = replace(options, size=parse_size(value))
     if rest:
         # getopt_long would silently ignore these; a stray path here is almost always a
         # mistyped -k, and ignoring it would overwrite the default key.
@@ -112,8 +115,7 @@ def parse_args(argv: Sequence[str]) -> Options | None:
 
 
 def _parse_error(detail: str) -> KeygenError:
-    print("Error parsing command line options.", flush=True)
-    return KeygenError(EXIT_BAD_INPUT, detail)
+    return KeygenError(EXIT_BAD_INPUT, detail, "Error parsing command line options.")
 
 
 def read_random(path: str, size: int) -> bytes:
@@ -247,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except KeygenError as exc:
+        if exc.stdout_line is not None:
+            print(exc.stdout_line)
         sys.stdout.flush()
         print(f"{PROG}: {exc.message}", file=sys.stderr, flush=True)
         return exc.exit_code
