@@ -58,7 +58,7 @@ class LoadedConfig:
         """One line for ``corosync-exec -t``: which node this host is, or that it is none."""
         if self.local.node is not None:
             return f"This host is {self.local.node.describe()} (by {self.local.how})."
-        return f"This host is not a node of this cluster: {self.local.problem}"
+        return self.local.problem or "This host is no node of this cluster."
 
     def items(self) -> Iterator[CmapItem]:
         """Every key for the cmap store: the file's, the derived ones, then the runtime ones."""
@@ -163,7 +163,8 @@ def _warnings(parsed: ParsedConfig, totem: TotemConfig) -> Iterator[str]:
         yield "member section is used together with nodelist. Members ignored."
     if totem.unused_links:
         links = ", ".join(str(link) for link in totem.unused_links)
-        yield f"Links {links} are configured but not used yet: only link 0 carries traffic."
+        subject = f"Links {links} are" if len(totem.unused_links) > 1 else f"Link {links} is"
+        yield f"{subject} configured but not used yet: only link 0 carries traffic."
     if totem.knet_compression_model != "none":
         yield (
             f"knet_compression_model {totem.knet_compression_model} is not implemented: "
