@@ -7,7 +7,6 @@ import pickle
 from collections.abc import Iterator
 
 import pytest
-
 from pycorosync.exec.config_error import ConfigError
 
 
