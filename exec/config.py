@@ -23,11 +23,14 @@ from pycorosync.exec.nodelist import (
     build_nodelist,
     count_ring0_members,
     identify_local_node,
+    ring_links,
 )
 from pycorosync.exec.totemconfig import (
     CmapItem,
     TotemConfig,
     build_totem_config,
+    check_links,
+    interface_links,
     runtime_keys,
     udp_writeback_keys,
 )
@@ -115,6 +118,7 @@ def _interpret(
     resolver: Resolver,
     is_local: LocalAddressCheck,
 ) -> LoadedConfig:
+    check_links(parsed, interface_links(parsed) | ring_links(parsed))
     nodelist = build_nodelist(parsed, resolver=resolver)
     totem = build_totem_config(
         parsed,

@@ -147,6 +147,17 @@ def count_ring0_members(parsed: ParsedConfig) -> int:
     return sum(1 for fields in _node_fields(parsed).values() if "ring0_addr" in fields)
 
 
+def ring_links(parsed: ParsedConfig) -> set[int]:
+    """Link numbers that some node has a ``ringX_addr`` for."""
+    links = set()
+    for fields in _node_fields(parsed).values():
+        for name in fields:
+            match = _RING_KEY.fullmatch(name)
+            if match is not None and match.group(2) == "addr":
+                links.add(int(match.group(1)))
+    return links
+
+
 def build_nodelist(parsed: ParsedConfig, *, resolver: Resolver = system_resolver) -> Nodelist:
     """The nodes of ``parsed``, checked (raises :class:`ConfigError` naming the key)."""
     rules = _Rules(parsed, resolver)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -531,6 +531,22 @@ def _crypto(parsed: ParsedConfig) -> CryptoConfig:
     )
 
 
+def check_links(parsed: ParsedConfig, links: Iterable[int]) -> None:
+    """Link numbers 0..7 only, and a single link unless the transport is knet."""
+    ordered = sorted(set(links))
+    for link in ordered:
+        if link >= INTERFACE_MAX:
+            raise ConfigError(
+                f"interface ring number {link} is bigger than allowed maximum {INTERFACE_MAX - 1}",
+                key=f"totem.interface.{link}",
+            )
+    if read_transport(parsed) is not Transport.KNET and len(ordered) > 1:
+        raise ConfigError(
+            f"{len(ordered)} is too many configured interfaces for non-Knet transport.",
+            key=f"totem.interface.{ordered[1]}",
+        )
+
+
 def _interfaces(
     parsed: ParsedConfig,
     transport: Transport,
@@ -540,17 +556,7 @@ def _interfaces(
 ) -> tuple[InterfaceConfig, ...]:
     if not links:
         raise ConfigError("No interfaces defined")
-    for link in links:
-        if link >= INTERFACE_MAX:
-            raise ConfigError(
-                f"interface ring number {link} is bigger than allowed maximum {INTERFACE_MAX - 1}",
-                key=f"totem.interface.{link}",
-            )
-    if transport is not Transport.KNET and len(links) > 1:
-        raise ConfigError(
-            f"{len(links)} is too many configured interfaces for non-Knet transport.",
-            key=f"totem.interface.{links[1]}",
-        )
+    check_links(parsed, links)
     return tuple(
         _Interface(parsed, transport, link, token_ms).build(link_families.get(link))
         for link in links
