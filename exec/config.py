@@ -118,7 +118,8 @@ def _interpret(
     resolver: Resolver,
     is_local: LocalAddressCheck,
 ) -> LoadedConfig:
-    check_links(parsed, interface_links(parsed) | ring_links(parsed))
+    links = {link: f"totem.interface.{link}" for link in interface_links(parsed)}
+    check_links(parsed, {**ring_links(parsed), **links})
     nodelist = build_nodelist(parsed, resolver=resolver)
     totem = build_totem_config(
         parsed,

@@ -147,14 +147,14 @@ def count_ring0_members(parsed: ParsedConfig) -> int:
     return sum(1 for fields in _node_fields(parsed).values() if "ring0_addr" in fields)
 
 
-def ring_links(parsed: ParsedConfig) -> set[int]:
-    """Link numbers that some node has a ``ringX_addr`` for."""
-    links = set()
+def ring_links(parsed: ParsedConfig) -> dict[int, str]:
+    """Link numbers some node has a ``ringX_addr`` for, each with the first such key."""
+    links: dict[int, str] = {}
     for fields in _node_fields(parsed).values():
-        for name in fields:
+        for name, entry in fields.items():
             match = _RING_KEY.fullmatch(name)
             if match is not None and match.group(2) == "addr":
-                links.add(int(match.group(1)))
+                links.setdefault(int(match.group(1)), entry.key)
     return links
 
 

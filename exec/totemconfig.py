@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -531,19 +531,22 @@ def _crypto(parsed: ParsedConfig) -> CryptoConfig:
     )
 
 
-def check_links(parsed: ParsedConfig, links: Iterable[int]) -> None:
-    """Link numbers 0..7 only, and a single link unless the transport is knet."""
-    ordered = sorted(set(links))
+def check_links(parsed: ParsedConfig, links: Mapping[int, str]) -> None:
+    """Link numbers 0..7 only, and a single link unless the transport is knet.
+
+    ``links`` maps each link number to the key that brings it in (for the error's line).
+    """
+    ordered = sorted(links)
     for link in ordered:
         if link >= INTERFACE_MAX:
             raise ConfigError(
                 f"interface ring number {link} is bigger than allowed maximum {INTERFACE_MAX - 1}",
-                key=f"totem.interface.{link}",
+                key=links[link],
             )
     if read_transport(parsed) is not Transport.KNET and len(ordered) > 1:
         raise ConfigError(
             f"{len(ordered)} is too many configured interfaces for non-Knet transport.",
-            key=f"totem.interface.{ordered[1]}",
+            key=links[ordered[1]],
         )
 
 
@@ -556,7 +559,7 @@ def _interfaces(
 ) -> tuple[InterfaceConfig, ...]:
     if not links:
         raise ConfigError("No interfaces defined")
-    check_links(parsed, links)
+    check_links(parsed, {link: f"totem.interface.{link}" for link in links})
     return tuple(
         _Interface(parsed, transport, link, token_ms).build(link_families.get(link))
         for link in links
