@@ -393,8 +393,9 @@ class _Timers:
     def _check(self, ring0_members: int) -> None:
         self._minimum("max_network_delay", "The max_network_delay parameter", self._get)
         if self.token_ms > MAXIMUM_TOKEN_MS:
+            scaled = f", with {ring0_members} nodes" if self.token_ms != self.token_base_ms else ""
             raise ConfigError(
-                f"The token timeout parameter ({self.token_ms} ms, with {ring0_members} nodes) "
+                f"The token timeout parameter ({self.token_ms} ms{scaled}) "
                 f"may not be more than ({MAXIMUM_TOKEN_MS} ms).",
                 key=self._key_for_token(),
             )

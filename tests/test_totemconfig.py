@@ -283,6 +283,13 @@ def test_a_derived_value_that_fails_blames_the_token() -> None:
     )
 
 
+def test_a_token_beyond_32_bits_is_refused() -> None:
+    assert error_of("  token: 4000000000\n", node_count=2) == (
+        "t.conf:3: The token timeout parameter (4000000000 ms) may not be more than "
+        "(3579139412 ms)."
+    )
+
+
 def test_an_effective_token_beyond_32_bits_is_refused() -> None:
     assert error_of("  token_coefficient: 4000000000\n", node_count=3) == (
         "t.conf:3: The token timeout parameter (4000003000 ms, with 3 nodes) may not be more "
