@@ -240,8 +240,10 @@ class _Rules:
             raise ConfigError(
                 f"Node address '{text}' is not a unicast host address", key=ring["addr"].key
             )
-        port = ring["port"].value if "port" in ring else link_port(self.parsed, link)
-        return NodeAddress(link=link, text=text, address=address, port=int(port))
+        port = int(ring["port"].value) if "port" in ring else link_port(self.parsed, link)
+        if port == 0:
+            raise ConfigError(f"ring{link}_port must be between 1 and 65535", key=ring["port"].key)
+        return NodeAddress(link=link, text=text, address=address, port=port)
 
     def _nodeid(
         self, prefix: str, fields: dict[str, ConfigEntry], ring0: NodeAddress

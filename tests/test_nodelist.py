@@ -213,6 +213,11 @@ def test_resolve_takes_numeric_addresses_without_asking() -> None:
             "t.conf:7: ring1_port is set but ring1_addr is not",
         ),
         (
+            node("ring0_addr: ::1", "ring0_port: 0", "nodeid: 1"),
+            "",
+            "t.conf:7: ring0_port must be between 1 and 65535",
+        ),
+        (
             node("ring0_addr: 10.0.0.1", "ring8_addr: 10.8.0.1", "nodeid: 1"),
             "",
             "t.conf:7: interface ring number 8 is bigger than allowed maximum 7",
