@@ -240,9 +240,13 @@ class _Rules:
             raise ConfigError(
                 f"Node address '{text}' is not a unicast host address", key=ring["addr"].key
             )
-        port = int(ring["port"].value) if "port" in ring else link_port(self.parsed, link)
-        if port == 0:
-            raise ConfigError(f"ring{link}_port must be between 1 and 65535", key=ring["port"].key)
+        port = link_port(self.parsed, link)  # a port 0 there is for the totem checks to report
+        if "port" in ring:
+            port = int(ring["port"].value)
+            if port == 0:
+                raise ConfigError(
+                    f"ring{link}_port must be between 1 and 65535", key=ring["port"].key
+                )
         return NodeAddress(link=link, text=text, address=address, port=port)
 
     def _nodeid(
