@@ -43,6 +43,7 @@ from pycorosync.exec.totemconfig import (
     INTERFACE_MAX,
     KNET_MAX_HOST,
     PROCESSOR_COUNT_MAX,
+    RESERVED_NODEID,
     Transport,
     interface_links,
     link_port,
@@ -55,7 +56,6 @@ from pycorosync.lib.cmap_types import ValueType
 _NODE_KEY = re.compile(r"nodelist\.node\.([0-9]+)\.(.+)")
 _RING_KEY = re.compile(r"ring([0-9]+)_(addr|port)")
 _NODEID_MAX = 0xFFFFFFFF
-_RESERVED = "Node ID 0 is reserved (it marks LEAVE messages); use 1..4294967295"
 _SET_NODEID = "set totem.nodeid in this node's corosync.conf, or start corosync-exec with -n NODEID"
 
 
@@ -256,7 +256,7 @@ class _Rules:
         if entry is not None:
             nodeid = int(entry.value)
             if nodeid == 0:
-                raise ConfigError(_RESERVED, key=entry.key)
+                raise ConfigError(RESERVED_NODEID, key=entry.key)
             if self.transport is Transport.KNET and nodeid >= KNET_MAX_HOST:
                 raise ConfigError(
                     f"Knet requires nodeid to be less than {KNET_MAX_HOST} "
@@ -277,7 +277,7 @@ class _Rules:
             )
         nodeid = int(ring0.address) & (0x7FFFFFFF if self.clear_high_bit else _NODEID_MAX)
         if nodeid == 0:
-            raise ConfigError(_RESERVED, key=ring0_key)
+            raise ConfigError(RESERVED_NODEID, key=ring0_key)
         return nodeid, True
 
 
@@ -388,7 +388,7 @@ def identify_local_node(
 def _explicit(nodelist: Nodelist, nodeid: int, how: str) -> NodeEntry:
     key = "totem.nodeid" if how == "totem.nodeid" else None
     if nodeid == 0:
-        raise ConfigError(_RESERVED, key=key)
+        raise ConfigError(RESERVED_NODEID, key=key)
     node = nodelist.by_nodeid(nodeid)
     if node is None:
         known = ", ".join(str(entry.nodeid) for entry in nodelist)

@@ -60,6 +60,7 @@ NETMTU_RANGE = (576, 65535)
 DEFAULT_KEYFILE = "/etc/corosync/authkey"
 KEY_LEN_MIN = 128
 KEY_LEN_MAX = 4096
+RESERVED_NODEID = "Node ID 0 is reserved (it marks LEAVE messages); use 1..4294967295"
 
 _INTERFACE_KEY = re.compile(r"totem\.interface\.([0-9]+)\.")
 
@@ -308,7 +309,7 @@ def build_totem_config(
     timers = _Timers(parsed, ring0_members)
     explicit_nodeid = parsed.get_int("totem.nodeid")
     if explicit_nodeid == 0:
-        raise ConfigError(_RESERVED_NODEID, key="totem.nodeid")
+        raise ConfigError(RESERVED_NODEID, key="totem.nodeid")
     links = sorted(interface_links(parsed) | set(link_families))
     return TotemConfig(
         version=version,
@@ -334,8 +335,6 @@ def build_totem_config(
 
 
 _ValueOf = Callable[[str], int]
-
-_RESERVED_NODEID = "Node ID 0 is reserved (it marks LEAVE messages); use 1..4294967295"
 
 
 class _Timers:
