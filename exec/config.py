@@ -26,14 +26,12 @@ from pycorosync.exec.nodelist import (
     ring_links,
 )
 from pycorosync.exec.totemconfig import (
-    CmapItem,
     TotemConfig,
     build_totem_config,
     check_links,
     interface_links,
-    runtime_keys,
-    udp_writeback_keys,
 )
+from pycorosync.exec.totemkeys import CmapItem, runtime_keys, udp_writeback_keys
 from pycorosync.lib.cmap_types import ValueType
 
 DEFAULT_CONFIG_FILE = "/etc/corosync/corosync.conf"

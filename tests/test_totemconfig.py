@@ -15,8 +15,8 @@ from pycorosync.exec.totemconfig import (
     Transport,
     link_port,
     read_authkey,
-    runtime_keys,
 )
+from pycorosync.exec.totemkeys import runtime_keys
 from pycorosync.lib.cmap_types import ValueType
 
 
