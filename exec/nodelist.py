@@ -198,6 +198,17 @@ class _Rules:
         self.ip_version = read_ip_version(self.parsed)
         self.clear_high_bit = read_clear_node_high_bit(self.parsed)
 
+    def _integer(self, entry: ConfigEntry) -> int:
+        # A node key written with dots elsewhere ("nodelist { node.0.nodeid: x }") is a string.
+        value = self.parsed.get_int(entry.key)
+        assert value is not None
+        return value
+
+    def _string(self, entry: ConfigEntry) -> str:
+        value = self.parsed.get_str(entry.key)
+        assert value is not None
+        return value
+
     def node(self, index: int, fields: dict[str, ConfigEntry]) -> NodeEntry:
         prefix = f"nodelist.node.{index}."
         addresses = self._addresses(prefix, fields)
@@ -209,8 +220,8 @@ class _Rules:
             index=index,
             nodeid=nodeid,
             nodeid_generated=generated,
-            name=None if name is None else str(name.value),
-            quorum_votes=None if votes is None else int(votes.value),
+            name=None if name is None else self._string(name),
+            quorum_votes=None if votes is None else self._integer(votes),
             addresses=addresses,
         )
 
@@ -232,7 +243,7 @@ class _Rules:
             raise ConfigError(
                 f"ring{link}_port is set but ring{link}_addr is not", key=ring["port"].key
             )
-        text = str(ring["addr"].value)
+        text = self._string(ring["addr"])
         address = resolve(text, self.ip_version, self.resolver)
         if address is None:
             raise ConfigError(f"failed to parse node address '{text}'", key=ring["addr"].key)
@@ -242,7 +253,7 @@ class _Rules:
             )
         port = link_port(self.parsed, link)  # a port 0 there is for the totem checks to report
         if "port" in ring:
-            port = int(ring["port"].value)
+            port = self._integer(ring["port"])
             if port == 0:
                 raise ConfigError(
                     f"ring{link}_port must be between 1 and 65535", key=ring["port"].key
@@ -254,7 +265,7 @@ class _Rules:
     ) -> tuple[int, bool]:
         entry = fields.get("nodeid")
         if entry is not None:
-            nodeid = int(entry.value)
+            nodeid = self._integer(entry)
             if nodeid == 0:
                 raise ConfigError(RESERVED_NODEID, key=entry.key)
             if self.transport is Transport.KNET and nodeid >= KNET_MAX_HOST:

@@ -82,6 +82,15 @@ KEYS = [
     "watchdog_timeout",
     "sched_rr",
     "count",
+    "node.0.nodeid",
+    "node.1.ring0_addr",
+    "node.0.quorum_votes",
+    "node.0.ring0_port",
+    "interface.0.mcastport",
+    "interface.1.knet_link_priority",
+    "totem.token",
+    "totem.transport",
+    "nodelist.node.0.ring1_addr",
 ]
 VALUES = [
     "0",

@@ -228,6 +228,17 @@ def test_node_errors(nodes: str, totem: str, expected: str) -> None:
     assert error_of(nodes, totem) == expected
 
 
+def test_node_keys_written_with_dots_must_still_have_their_type() -> None:
+    text = "totem {\n  version: 2\n}\nnodelist {\n  node.0.ring0_addr: 10.0.0.1\n"
+    text += "  node.0.nodeid: x\n}\n"
+    parsed = parse_config_text(text, file="t.conf")
+    with pytest.raises(ConfigError) as caught:
+        interpret_config(parsed, require_local_node=False, resolver=fake_resolver)
+    assert str(caught.value) == (
+        't.conf:6: Value of key "nodelist.node.0.nodeid" is expected to be an integer'
+    )
+
+
 def test_unique_nodeids() -> None:
     nodes = node("ring0_addr: 10.0.0.1", "nodeid: 1") + node("ring0_addr: 10.0.0.2", "nodeid: 1")
     assert error_of(nodes) == "t.conf:11: Nodeid 1 appears twice in corosync.conf"
