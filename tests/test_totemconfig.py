@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import array
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycorosync.exec.config import LoadedConfig, interpret_config
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.coroparse import parse_config_text
@@ -562,3 +565,35 @@ def test_runtime_keys_for_udpu_have_no_mcastport() -> None:
     assert "runtime.config.totem.interface.0.mcastport" not in items
     assert "runtime.config.totem.interface.0.knet_ping_timeout" in items
     assert len(items) == 26
+
+
+# The formulas, written out independently of the module: Corosync 3.x's totem_volatile_config_read.
+def _expected_timers(token: int, coefficient: int, retransmits: int, nodes: int) -> tuple[int, ...]:
+    effective = token + (nodes - 2) * coefficient if nodes > 2 else token
+    retransmit = int(effective / (retransmits + 0.2))
+    hold = int(retransmit * 0.8 - 10)
+    consensus = int(_as_c_float(1.2 * effective))
+    return effective, retransmit, hold, consensus
+
+
+def _as_c_float(value: float) -> float:
+    return array.array("f", [value])[0]
+
+
+@settings(max_examples=150)
+@given(
+    token=st.integers(1000, 100_000),
+    coefficient=st.integers(0, 5000),
+    retransmits=st.integers(1, 20),
+    nodes=st.sampled_from([1, 2, 3, 4, 5, 8, 16, 32]),
+)
+def test_timers_follow_the_formulas(
+    token: int, coefficient: int, retransmits: int, nodes: int
+) -> None:
+    body = (
+        f"  token: {token}\n  token_coefficient: {coefficient}\n"
+        f"  token_retransmits_before_loss_const: {retransmits}\n"
+    )
+    totem = load(body, node_count=nodes).totem
+    got = (totem.token_ms, totem.token_retransmit_ms, totem.hold_ms, totem.consensus_ms)
+    assert got == _expected_timers(token, coefficient, retransmits, nodes)
