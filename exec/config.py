@@ -147,12 +147,22 @@ def _interpret(
         local=local,
         derived=tuple(derived),
         runtime=tuple(runtime),
-        warnings=tuple(parsed.warnings) + tuple(_warnings(parsed, totem)),
+        warnings=(*parsed.warnings, *_warnings(parsed, totem), *_local_warnings(local, is_local)),
     )
 
 
 def _as_item(entry: ConfigEntry) -> CmapItem:
     return CmapItem(entry.key, entry.value, entry.vtype)
+
+
+def _local_warnings(local: LocalNode, is_local: LocalAddressCheck) -> Iterator[str]:
+    """A node chosen by nodeid whose address this host does not have cannot bind its socket."""
+    node = local.node
+    if node is not None and local.how != "address" and not is_local(node.ring0.address):
+        yield (
+            f"This host is {node.describe()} (by {local.how}), but {node.ring0.address} "
+            "is not assigned to any of its interfaces."
+        )
 
 
 def _warnings(parsed: ParsedConfig, totem: TotemConfig) -> Iterator[str]:

@@ -378,6 +378,15 @@ def test_explicit_totem_nodeid_wins_over_addresses() -> None:
     assert (loaded.local_node.nodeid, loaded.local.how) == (3, "totem.nodeid")
 
 
+def test_a_node_chosen_by_nodeid_whose_address_is_elsewhere_is_warned_about() -> None:
+    loaded = load(THREE, "  nodeid: 3\n", is_local=local_set("127.0.0.1"), require=True)
+    assert loaded.warnings == (
+        "This host is nodeid 3 (n3) at 127.0.0.3 (by totem.nodeid), but 127.0.0.3 is not "
+        "assigned to any of its interfaces.",
+    )
+    assert load(THREE, override=1, is_local=local_set("127.0.0.1")).warnings == ()
+
+
 def test_override_wins_over_totem_nodeid() -> None:
     loaded = load(THREE, "  nodeid: 3\n", override=1, require=True)
     assert loaded.local_node is not None
