@@ -1,0 +1,271 @@
+"""``corosync-exec``: the daemon's entry point.
+
+Theory of operation. Start-up follows Corosync's ``exec/main.c`` in order, with its exit codes
+(:class:`ExitCode`): refuse to run setuid/setgid; read and check the configuration (exit 8 on a
+``FILE:LINE: reason`` error); configure logging from the ``logging.*`` keys (exit 7); load the
+service-engine plugins (exit 20 when one fails, since a node missing an engine its peers run
+would diverge from them). ``-t`` stops there and says which node this host would be.
+
+Otherwise the configuration goes into the cmap store, the daemon detaches unless ``-f``, takes
+the pid lock in its run directory (exit 18 "Another Corosync instance is already running."),
+moves into its state directory and runs a uvloop event loop until SIGTERM or SIGINT, then
+unloads in reverse order and exits 0. The Totem process proper — sockets, crypto, the ring —
+lands with the networking issue; until then the loop only waits for its stop signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from importlib.metadata import version
+from typing import NoReturn
+
+import uvloop
+from pycorosync.exec.config import DEFAULT_CONFIG_FILE, LoadedConfig, load_config
+from pycorosync.exec.config_error import ConfigError
+from pycorosync.exec.icmap import CmapStore, install_default_ro_keys
+from pycorosync.exec.logconfig import parse_logging_config
+from pycorosync.exec.logformat import NOTICE
+from pycorosync.exec.logsys import LogSys, subsys_logger
+from pycorosync.exec.pidlock import AlreadyRunningError, PidLock
+from pycorosync.exec.rundirs import RunDirs
+from pycorosync.plugins.errors import PluginError
+from pycorosync.plugins.registry import ServiceRegistry
+
+log = subsys_logger("MAIN")
+serv_log = subsys_logger("SERV")
+
+
+class ExitCode(IntEnum):
+    """Corosync's ``exec/util.h`` exit codes (the ones this executive can produce)."""
+
+    OK = 0
+    USAGE = 1
+    FORK = 4
+    LOGCONFIGREAD = 7
+    MAINCONFIGREAD = 8
+    FATAL = 15
+    DIR_NOT_PRESENT = 16
+    ACQUIRE_LOCK = 17
+    ALREADY_RUNNING = 18
+    SERVICE_ENGINE_INIT_FAILED = 20
+
+
+class StartupError(Exception):
+    def __init__(self, code: ExitCode, message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    config_file: str
+    foreground: bool
+    test_only: bool
+    show_version: bool
+    nodeid: int | None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # Corosync prints its usage and exits 1 on any bad option.
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"{self.prog}: {message}\n")
+
+
+def _nodeid(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid nodeid {text!r}") from None
+    if not 1 <= value <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"nodeid {value} is out of range (1..4294967295)")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = _Parser(prog="corosync-exec", description="The pycorosync cluster engine daemon.")
+    parser.add_argument(
+        "-c",
+        dest="config_file",
+        metavar="FILE",
+        default=DEFAULT_CONFIG_FILE,
+        help=f"configuration file (default {DEFAULT_CONFIG_FILE})",
+    )
+    parser.add_argument("-f", dest="foreground", action="store_true", help="stay in the foreground")
+    parser.add_argument(
+        "-t", dest="test_only", action="store_true", help="test the configuration and exit"
+    )
+    parser.add_argument(
+        "-v", dest="show_version", action="store_true", help="print the version and exit"
+    )
+    parser.add_argument(
+        "-n",
+        dest="nodeid",
+        metavar="NODEID",
+        type=_nodeid,
+        help="run as this nodeid of the nodelist (several nodes on one host)",
+    )
+    ns = parser.parse_args(argv)
+    return Options(ns.config_file, ns.foreground, ns.test_only, ns.show_version, ns.nodeid)
+
+
+def version_text() -> str:
+    return f"Corosync Cluster Engine, version '{version('pycorosync')}' (pycorosync)\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    if options.show_version:
+        sys.stdout.write(version_text())
+        return ExitCode.OK
+    try:
+        return _run(options)
+    except StartupError as stop:
+        if stop.message:
+            print(stop.message, file=sys.stderr)
+        return stop.code
+
+
+def _run(options: Options) -> int:
+    """Everything that can refuse to start runs before the fork, so its error reaches the
+    operator's terminal and the exit code; the logging thread starts only after the fork."""
+    _refuse_setid()
+    config = _load_config(options)
+    logging_keys = _check_logging(config)
+    registry = _load_plugins()
+    if options.test_only:
+        _report_test(options.config_file, config, registry)
+        return ExitCode.OK
+    dirs = _prepare_dirs(config)
+    if not options.foreground:
+        _daemonize()
+    with LogSys() as logsys:
+        logsys.apply(logging_keys)
+        log.log(NOTICE, "Corosync Cluster Engine %s starting up", version("pycorosync"))
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        for engine in registry.load_order():
+            serv_log.info("Service engine found: %s [%d]", engine.name, engine.service_id)
+        return _serve(config, registry, dirs)
+
+
+def _refuse_setid() -> None:
+    if os.getuid() != os.geteuid() or os.getgid() != os.getegid():
+        raise StartupError(ExitCode.FATAL, "corosync-exec refuses to run setuid or setgid.")
+
+
+def _load_config(options: Options) -> LoadedConfig:
+    try:
+        return load_config(
+            options.config_file,
+            nodeid_override=options.nodeid,
+            require_local_node=not options.test_only,
+        )
+    except ConfigError as error:
+        raise StartupError(ExitCode.MAINCONFIGREAD, f"parser error: {error}") from None
+
+
+def _check_logging(config: LoadedConfig) -> dict[str, str]:
+    keys = {entry.key: str(entry.value) for entry in config.parsed.under("logging.")}
+    try:
+        parse_logging_config(keys)
+    except ConfigError as error:
+        located = config.parsed.locate(error)
+        raise StartupError(ExitCode.LOGCONFIGREAD, f"parse error in config: {located}") from None
+    return keys
+
+
+def _load_plugins() -> ServiceRegistry:
+    registry = ServiceRegistry.load()
+    try:
+        registry.raise_for_failures()
+    except PluginError as error:
+        raise StartupError(ExitCode.SERVICE_ENGINE_INIT_FAILED, str(error)) from None
+    return registry
+
+
+def _report_test(path: str, config: LoadedConfig, registry: ServiceRegistry) -> None:
+    engines = ", ".join(f"{e.name} [{e.service_id}]" for e in registry.load_order()) or "none"
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print(f"Configuration file '{path}' is valid.")
+    print(config.describe_local())
+    print(f"Service engines: {engines}.")
+
+
+def _prepare_dirs(config: LoadedConfig) -> RunDirs:
+    dirs = RunDirs.from_config(config.parsed, os.environ)
+    try:
+        dirs.create()
+    except OSError as error:
+        raise StartupError(
+            ExitCode.DIR_NOT_PRESENT, f"Cannot create directory {error.filename}: {error.strerror}"
+        ) from None
+    return dirs
+
+
+def _serve(config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs) -> int:
+    store = CmapStore()
+    install_default_ro_keys(store)
+    config.load_into(store)
+    lock = PidLock(dirs.pid_file)
+    try:
+        lock.acquire()
+    except AlreadyRunningError:
+        log.error("Another Corosync instance is already running.")
+        return ExitCode.ALREADY_RUNNING
+    except OSError as error:
+        log.error("Cannot lock %s: %s", dirs.pid_file, error.strerror)
+        return ExitCode.ACQUIRE_LOCK
+    try:
+        os.chdir(dirs.state_dir)
+        node = config.local.require()
+        log.log(NOTICE, "Running as %s; this build has no Totem transport yet.", node.describe())
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_wait_for_stop_signal())
+        log.log(NOTICE, "Node was shut down by a signal")
+        _unload(registry)
+        log.log(NOTICE, "Corosync Cluster Engine exiting normally")
+        return ExitCode.OK
+    finally:
+        lock.release()
+
+
+async def _wait_for_stop_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+def _unload(registry: ServiceRegistry) -> None:
+    serv_log.log(NOTICE, "Unloading all Corosync service engines.")
+    for engine in registry.unload_order():
+        serv_log.info("Service engine unloaded: %s", engine.name)
+
+
+def _daemonize() -> None:
+    """Detach as Corosync does: fork, new session, stdio onto /dev/null."""
+    try:
+        if os.fork() > 0:
+            os._exit(ExitCode.OK)
+    except OSError as error:
+        raise StartupError(ExitCode.FORK, f"Could not fork: {error.strerror}") from None
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
