@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+
 from pycorosync.lib.cmap_types import CmapEntry, TrackEvent, check_key_name
 from pycorosync.lib.errors import CsError, MessageError
 

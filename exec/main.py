@@ -27,6 +27,7 @@ from importlib.metadata import version
 from typing import NoReturn
 
 import uvloop
+
 from pycorosync.exec.config import DEFAULT_CONFIG_FILE, LoadedConfig, load_config
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.icmap import CmapStore, install_default_ro_keys

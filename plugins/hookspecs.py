@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pluggy
+
 from pycorosync.plugins.engine import ServiceEngine
 
 PROJECT_NAME = "pycorosync"

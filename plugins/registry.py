@@ -42,6 +42,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pluggy
+
 from pycorosync.plugins import hookspecs
 from pycorosync.plugins.engine import RESERVED_SERVICE_ID_MAX, ServiceEngine
 from pycorosync.plugins.errors import InvalidEngineError, PluginConfigError, PluginLoadError

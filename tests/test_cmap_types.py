@@ -8,6 +8,7 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pycorosync.lib.cmap_types import (
     KEY_NAME_MAX_LEN,
     MAX_VALUE_LEN,

@@ -11,6 +11,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+
 from pycorosync.exec.config import LoadedConfig, load_config
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.ipaddr import Address

@@ -7,6 +7,7 @@ import pickle
 from collections.abc import Iterator
 
 import pytest
+
 from pycorosync.exec.config_error import ConfigError
 
 

@@ -6,6 +6,7 @@ import ipaddress
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pycorosync.exec.config import LoadedConfig, interpret_config
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.coroparse import ParsedConfig, parse_config_text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.coroparse import ParsedConfig, parse_config_text
 from pycorosync.lib.cmap_types import ValueType

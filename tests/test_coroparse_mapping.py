@@ -8,6 +8,7 @@ import pwd
 from pathlib import Path
 
 import pytest
+
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.coroparse import (
     ParsedConfig,

@@ -22,11 +22,11 @@ from typing import Any
 
 import msgpack
 import pytest
+
 from pycorosync.lib.errors import CsErrorCode
 from pycorosync.plugins.engine import ClientConnection
 from pycorosync.plugins.testing import FakeCluster, FakeExecutive, Reply
 from pycorosync.plugins.validation import validate_engine
-
 from tests._project import ROOT, package_dirs
 
 ECHO_PROJECT = ROOT / "tests" / "data" / "pycorosync-echo"

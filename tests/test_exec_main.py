@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pycorosync.exec import main as exec_main
 
+from pycorosync.exec import main as exec_main
 from tests._project import ROOT
 
 DEADLINE_S = 20.0

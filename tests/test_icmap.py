@@ -6,6 +6,7 @@ import logging
 import math
 
 import pytest
+
 from pycorosync.exec.icmap import (
     DEFAULT_RO_KEYS,
     DEFAULT_RO_PREFIXES,

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgpack
 import pytest
+
 from pycorosync.exec.icmap import (
     CmapChange,
     CmapEntry,

@@ -23,6 +23,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+
 from pycorosync.exec.icmap import (
     CmapEntry,
     CmapReplica,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pycorosync.tools import keygen
 
 BANNER = "Corosync Cluster Engine Authentication key generator.\n"

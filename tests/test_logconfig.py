@@ -8,6 +8,7 @@ from logging.handlers import SysLogHandler
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.logconfig import (
     Debug,

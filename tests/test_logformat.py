@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+
 from pycorosync.exec.logformat import (
     ALERT,
     EMERG,

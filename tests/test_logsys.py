@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.logsys import EMERG, NOTICE, TRACE, LogSys, subsys_logger
 

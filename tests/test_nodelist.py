@@ -7,6 +7,7 @@ import socket
 from collections.abc import Sequence
 
 import pytest
+
 from pycorosync.exec.config import LoadedConfig, interpret_config
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.coroparse import parse_config_text

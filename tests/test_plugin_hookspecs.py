@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import pluggy
+
 from pycorosync.plugins import hookimpl, hookspecs
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from pycorosync.plugins import hookimpl
 from pycorosync.plugins.errors import PluginConfigError, PluginLoadError
 from pycorosync.plugins.hookspecs import RegisterEngine
 from pycorosync.plugins.registry import LoadedEngine, LoadFailure, ServiceRegistry
 from pycorosync.plugins.sources import PluginSettings, PluginSource, canonical_distribution_name
-
 from tests._engines import FakePlugin, builtin, failing_load, make_engine, source
 
 NO_ENV: dict[str, str] = {}

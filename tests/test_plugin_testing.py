@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
 from pycorosync.exec.totem.events import Guarantee, RingId
 from pycorosync.lib.cmap_types import ValueType
 from pycorosync.lib.errors import CsErrorCode, NotExistError
 from pycorosync.plugins.engine import SendStatus, TimerHandle
 from pycorosync.plugins.errors import InvalidEngineError
 from pycorosync.plugins.testing import FakeCluster, FakeExecutive, Multicast, Reply
-
 from tests._engines import ValidEngine, make_engine
 
 # FakeExecutive -----------------------------------------------------------------------------

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import pytest
+
 from pycorosync.plugins.engine import ExecHandler, FlowControl, LibHandler
 from pycorosync.plugins.errors import InvalidEngineError
 from pycorosync.plugins.validation import validate_engine
-
 from tests._engines import ValidEngine, make_engine
 
 

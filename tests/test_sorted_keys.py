@@ -7,6 +7,7 @@ from bisect import bisect_left
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pycorosync.exec.sorted_keys import SortedKeys
 
 KEYS = st.text(alphabet="ab.:", min_size=0, max_size=4)

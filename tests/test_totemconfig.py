@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pycorosync.exec.config import LoadedConfig, interpret_config
 from pycorosync.exec.config_error import ConfigError
 from pycorosync.exec.coroparse import parse_config_text
