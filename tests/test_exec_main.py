@@ -199,3 +199,19 @@ def test_without_f_it_detaches_and_keeps_running(tmp_path: Path) -> None:
     pid = int(pid_file.read_text())
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not pid_file.exists(), "the daemon to exit")
+
+
+BAD_CORPUS = sorted((ROOT / "tests" / "data" / "configs" / "bad").glob("*.conf"))
+
+
+@pytest.mark.parametrize("path", BAD_CORPUS, ids=lambda p: p.name)
+def test_test_mode_refuses_every_broken_config_with_its_line(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = path.read_text(encoding="latin-1").splitlines()[0].removeprefix("# expect: ")
+    line, _, reason = expected.partition(": ")
+    code = exec_main.main(["-t", "-c", str(path)])
+    stderr = capsys.readouterr().err
+    assert code in (exec_main.ExitCode.MAINCONFIGREAD, exec_main.ExitCode.LOGCONFIGREAD)
+    where = f"{path}:{line}: " if line else f"{path}: "
+    assert where + reason in stderr
