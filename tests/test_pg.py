@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycorosync.exec.totem.events import ConfigChange, ConfigKind, Guarantee, RingId
 from pycorosync.exec.totem.pg import (
@@ -29,6 +29,7 @@ from pycorosync.exec.totem.pg_wire import (
     MalformedFrameError,
     MalformedServiceHeaderError,
     OversizeMessageError,
+    PgWireError,
     ServiceId,
     decode_frame,
     encode_frame,
@@ -121,6 +122,7 @@ def test_round_trip_preserves_messages_order_and_guarantee(
     data=st.data(),
     sizes=st.lists(st.integers(1, 500), min_size=1, max_size=12),
 )
+@settings(max_examples=40)
 def test_interleaved_senders_reassemble_independently(data: st.DataObject, sizes: list) -> None:
     queues = {1: FakeQueue(), 2: FakeQueue()}
     sent: dict[int, list[bytes]] = {1: [], 2: []}
@@ -373,6 +375,54 @@ def test_malformed_frame_is_refused_and_leaves_reassembly_state_intact(
     assert unpacker.stats.rejected_frames == 1
     assert [m.data for m in unpack_all(unpacker, 2, theirs[2:])] == [payload(2, 100)]
     assert [m.data for m in unpack_all(unpacker, 1, mine[2:])] == [payload(1, 100)]
+
+
+def test_link_ids_cycle_through_65535_and_never_use_0() -> None:
+    queue = FakeQueue()
+    packer = make_packer(16, queue)  # 6 data bytes a frame: 65537+ links for this message
+    big = payload(7, 6 * 65540)
+    assert packer.send(big)
+    assert packer.flush()
+    frames = queue.take()
+    links = [decode_frame(frame, 16).link for frame, _ in frames]
+    assert links[65533:65537] == [65534, 65535, 1, 2]
+    assert 0 not in links[:-1]
+    assert [m.data for m in unpack_all(Unpacker(max_frame=16), 1, frames)] == [big]
+
+
+frame_fields = st.tuples(
+    st.sampled_from([0, 1, 2]),  # version
+    st.sampled_from([0, 1, 2, 0x81]),  # flags
+    st.integers(0, 6),  # count
+    st.sampled_from([0, 1, 2, 3, 0xFFFF]),  # continues
+    st.sampled_from([0, 1, 2, 4, 0xFFFF]),  # link
+)
+
+
+@given(
+    fields=frame_fields,
+    lengths=st.lists(st.integers(0, 40), max_size=6),
+    data=st.binary(max_size=60),
+    raw=st.none() | st.binary(max_size=60),
+)
+def test_arbitrary_frames_never_corrupt_another_senders_message(
+    fields: tuple[int, int, int, int, int], lengths: list[int], data: bytes, raw: bytes | None
+) -> None:
+    version, flags, count, continues, link = fields
+    frame = raw
+    if frame is None:
+        frame = FRAME_HEADER.pack(version, flags, count, continues, link)
+        frame += struct.pack(f"!{len(lengths)}H", *lengths) + data
+    unpacker = Unpacker(max_frame=40)
+    theirs = fragmented(2, 100)
+    unpack_all(unpacker, 2, theirs[:2])
+    try:
+        got = unpacker.receive(1, frame, Guarantee.SAFE)
+    except PgWireError:
+        got = []
+    assert all(len(m.data) <= 40 and m.sender == 1 for m in got)
+    assert all(size <= MAX_PACKED_MESSAGE for size in unpacker.unfinished(Lane.APP).values())
+    assert [m.data for m in unpack_all(unpacker, 2, theirs[2:])] == [payload(2, 100)]
 
 
 def test_a_chain_longer_than_the_largest_message_is_refused() -> None:

@@ -116,7 +116,7 @@ class Packer:
         self._mcast = mcast
         self._room = room
         self._sync_lane = lane is Lane.SYNC
-        self._pieces: list[bytes] = []
+        self._pieces: list[bytes | memoryview] = []
         self._lengths: list[int] = []
         self._used = 0
         self._continues = 0
@@ -144,6 +144,8 @@ class Packer:
 
     def send(self, message: bytes, guarantee: Guarantee = Guarantee.AGREED) -> bool:
         """Queue ``message``; False (nothing changed) if SRP cannot take all its frames now."""
+        if not isinstance(message, bytes):
+            message = bytes(message)  # staged pieces are views: they must not change under us
         size = len(message)
         if size == 0:
             raise InvalidParamError("empty message")
@@ -155,11 +157,13 @@ class Packer:
             self._emit(link=0)
         self._guarantee = guarantee
         room = self._piece_room(len(self._pieces), self._used)
+        last: bytes | memoryview = message
         if room < size <= self._full:
             self._emit(link=0)
         elif size > room:
-            message = self._send_fragments(memoryview(message), room)
-        self._stage(message)
+            # Slices of the caller's bytes (immutable), so staging them copies nothing.
+            last = self._send_fragments(memoryview(message), room)
+        self._stage(last)
         return True
 
     def flush(self) -> bool:
@@ -170,18 +174,18 @@ class Packer:
             return False
         return self._emit(link=0, promised=False)
 
-    def _send_fragments(self, view: memoryview, room: int) -> bytes:
+    def _send_fragments(self, view: memoryview, room: int) -> memoryview:
         """Emit every frame of a large message but the last; return the last piece."""
         offset = 0
         while len(view) - offset > room:
-            self._pieces.append(view[offset : offset + room].tobytes())
+            self._pieces.append(view[offset : offset + room])
             self._lengths.append(room)
             offset += room
             self._emit(link=self._new_link())
             room = self._full
-        return view[offset:].tobytes()
+        return view[offset:]
 
-    def _stage(self, piece: bytes) -> None:
+    def _stage(self, piece: bytes | memoryview) -> None:
         self._pieces.append(piece)
         self._lengths.append(len(piece))
         self._used += len(piece)

@@ -104,7 +104,12 @@ def validate_max_frame(max_frame: int) -> None:
 
 
 def encode_frame(
-    *, sync_lane: bool, continues: int, link: int, lengths: Sequence[int], pieces: list[bytes]
+    *,
+    sync_lane: bool,
+    continues: int,
+    link: int,
+    lengths: Sequence[int],
+    pieces: Sequence[bytes | memoryview],
 ) -> bytes:
     """One frame from its pieces (the packer guarantees the invariants decode_frame checks)."""
     count = len(lengths)
