@@ -570,3 +570,13 @@ def test_service_ids_are_validated_when_encoding() -> None:
         encode_service(64, 0, b"")
     with pytest.raises(InvalidParamError):
         encode_service(1, 1 << 16, b"")
+
+
+def test_a_mutable_buffer_changed_after_send_does_not_change_the_message() -> None:
+    queue = FakeQueue()
+    packer = make_packer(40, queue)
+    buffer = bytearray(payload(1, 70))
+    assert packer.send(buffer)
+    buffer[:] = bytes(70)
+    assert packer.flush()
+    assert [m.data for m in unpack_all(Unpacker(max_frame=40), 1, queue.take())] == [payload(1, 70)]

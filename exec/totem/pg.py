@@ -142,7 +142,9 @@ class Packer:
         rest = size - room
         return closed + 1 + -(-rest // self._full)
 
-    def send(self, message: bytes, guarantee: Guarantee = Guarantee.AGREED) -> bool:
+    def send(
+        self, message: bytes | bytearray | memoryview, guarantee: Guarantee = Guarantee.AGREED
+    ) -> bool:
         """Queue ``message``; False (nothing changed) if SRP cannot take all its frames now."""
         if not isinstance(message, bytes):
             message = bytes(message)  # staged pieces are views: they must not change under us
