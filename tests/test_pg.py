@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 from dataclasses import dataclass, field
 
 import pytest
@@ -580,3 +581,31 @@ def test_a_mutable_buffer_changed_after_send_does_not_change_the_message() -> No
     buffer[:] = bytes(70)
     assert packer.flush()
     assert [m.data for m in unpack_all(Unpacker(max_frame=40), 1, queue.take())] == [payload(1, 70)]
+
+
+def test_a_message_the_queue_can_never_hold_is_too_big_not_would_block() -> None:
+    queue = FakeQueue(capacity=3)
+    outlet = FrameOutlet(queue.mcast, queue.room, queue_size=3)
+    pg = TotemPg(max_frame=100, app=outlet, sync=fq())
+    with pytest.raises(TooBigError):
+        pg.mcast([b"a"], bytes(3 * 90))  # + 3 bytes of group header: four frames
+    assert pg.mcast([b"a"], bytes(3 * 90 - 3))
+    with pytest.raises(InvalidParamError):
+        Packer(max_frame=100, mcast=queue.mcast, room=queue.room, lane=Lane.APP, queue_size=0)
+
+
+def test_reassembly_memory_follows_the_message_size_not_the_frame_count() -> None:
+    unpacker = Unpacker(max_frame=40)
+    frames = [
+        encode_frame(sync_lane=False, continues=n, link=n + 1, lengths=[1], pieces=[b"x"])
+        for n in range(20_000)
+    ]
+    tracemalloc.start()
+    try:
+        for frame in frames:
+            unpacker.receive(1, frame, Guarantee.AGREED)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert unpacker.unfinished(Lane.APP) == {1: 20_000}
+    assert held < 200_000  # 20 kB of data; a view per piece would hold megabytes

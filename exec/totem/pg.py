@@ -106,11 +106,24 @@ class Packer:
 
     ``mcast`` queues a frame in SRP; ``room`` says how many frames it accepts now. ``send``
     calls ``mcast`` only for frames ``room`` made space for, and treats a refusal as a broken
-    promise (:class:`FrameSinkError`).
+    promise (:class:`FrameSinkError`). With ``queue_size`` (the most frames the queue can ever
+    hold) a message that could never fit is refused with ``TooBigError`` instead of a "would
+    block" that would last forever (Corosync's ``totempg_size_limit``).
     """
 
-    def __init__(self, *, max_frame: int, mcast: MulticastFn, room: RoomFn, lane: Lane) -> None:
+    def __init__(
+        self,
+        *,
+        max_frame: int,
+        mcast: MulticastFn,
+        room: RoomFn,
+        lane: Lane,
+        queue_size: int | None = None,
+    ) -> None:
         validate_max_frame(max_frame)
+        if queue_size is not None and queue_size < 1:
+            raise InvalidParamError(f"queue_size {queue_size} must be at least 1")
+        self._queue_size = queue_size
         self._max_frame = max_frame
         self._full = max_frame - FRAME_HEADER_SIZE - PIECE_LENGTH_SIZE
         self._mcast = mcast
@@ -153,6 +166,11 @@ class Packer:
             raise InvalidParamError("empty message")
         if size > MAX_PACKED_MESSAGE:
             raise TooBigError(f"message of {size} bytes exceeds {MAX_PACKED_MESSAGE}")
+        alone = -(-size // self._full)
+        if self._queue_size is not None and alone > self._queue_size:
+            raise TooBigError(
+                f"message of {size} bytes needs {alone} frames, the queue holds {self._queue_size}"
+            )
         if self.frames_needed(size, guarantee) > self._room():
             return False
         if self._pieces and guarantee != self._guarantee:
@@ -239,16 +257,19 @@ class ReassemblyStats:
 class _Assembly:
     """One sender's unfinished message in one lane."""
 
-    pieces: list[memoryview] = field(default_factory=list)
-    size: int = 0
+    buffer: bytearray = field(default_factory=bytearray)
+    """The pieces so far, copied: memory stays the message's size, whatever the frames were."""
     expect: int = 0
     """Link id the next frame must continue; 0 when no message is unfinished."""
     discarding: bool = False
     """The unfinished message lost its head: its pieces are thrown away."""
 
+    @property
+    def size(self) -> int:
+        return len(self.buffer)
+
     def clear(self) -> None:
-        self.pieces = []
-        self.size = 0
+        self.buffer = bytearray()
         self.expect = 0
         self.discarding = False
 
@@ -262,8 +283,12 @@ class Unpacker:
         self._lanes: tuple[dict[int, _Assembly], dict[int, _Assembly]] = ({}, {})
         self.stats = ReassemblyStats()
 
-    def receive(self, sender: int, frame: bytes, guarantee: Guarantee) -> list[PgMessage]:
+    def receive(
+        self, sender: int, frame: bytes | bytearray | memoryview, guarantee: Guarantee
+    ) -> list[PgMessage]:
         """The messages ``frame`` completes, in order; raise PgWireError for a bad frame."""
+        if not isinstance(frame, bytes):
+            frame = bytes(frame)  # a receive buffer may be reused once we return
         try:
             layout = decode_frame(frame, self._max_frame)
         except PgWireError:
@@ -332,16 +357,16 @@ class Unpacker:
         if assembly.discarding:
             self.stats.orphaned_pieces += bool(assembly.expect)
         else:
-            assembly.pieces.append(piece)
-            assembly.size += len(piece)
+            assembly.buffer += piece
         assembly.expect = link
 
     def _complete(self, assembly: _Assembly, piece: memoryview, out: list[bytes]) -> None:
         """``piece`` ends the message the frame's first piece belongs to."""
         if assembly.discarding:
             self.stats.orphaned_pieces += bool(assembly.expect)
-        elif assembly.pieces:
-            out.append(b"".join([*assembly.pieces, piece]))
+        elif assembly.buffer:
+            assembly.buffer += piece
+            out.append(bytes(assembly.buffer))
         else:
             out.append(piece.tobytes())
         assembly.clear()
@@ -353,6 +378,8 @@ class FrameOutlet:
 
     mcast: MulticastFn
     room: RoomFn
+    queue_size: int | None = None
+    """The most frames the queue can ever hold, if bounded (see :class:`Packer`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,8 +403,8 @@ class TotemPg:
 
     def __init__(self, *, max_frame: int, app: FrameOutlet, sync: FrameOutlet) -> None:
         self._packers = (
-            Packer(max_frame=max_frame, mcast=app.mcast, room=app.room, lane=Lane.APP),
-            Packer(max_frame=max_frame, mcast=sync.mcast, room=sync.room, lane=Lane.SYNC),
+            _packer(max_frame, app, Lane.APP),
+            _packer(max_frame, sync, Lane.SYNC),
         )
         self.unpacker = Unpacker(max_frame=max_frame)
         self._joined: set[bytes] = set()
@@ -440,6 +467,16 @@ class TotemPg:
                     GroupDelivery(group, message.sender, message.lane, message.guarantee, payload)
                 )
         return out
+
+
+def _packer(max_frame: int, outlet: FrameOutlet, lane: Lane) -> Packer:
+    return Packer(
+        max_frame=max_frame,
+        mcast=outlet.mcast,
+        room=outlet.room,
+        lane=lane,
+        queue_size=outlet.queue_size,
+    )
 
 
 class UnknownServiceError(MalformedServiceHeaderError):
