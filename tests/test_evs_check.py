@@ -161,6 +161,12 @@ def broken(steps: list[Step], invariant: Invariant) -> list[Violation]:
     return violations
 
 
+def minimal(valid: list[Step], mutated: list[Step], invariant: Invariant) -> list[Violation]:
+    """``valid`` passes and ``mutated``, a small change of it, breaks exactly ``invariant``."""
+    assert check(valid) == []
+    return broken(mutated, invariant)
+
+
 def swap(steps: list[Step], a: Step, b: Step) -> list[Step]:
     out = list(steps)
     i, j = out.index(a), out.index(b)
@@ -212,8 +218,9 @@ def test_3_configuration_scoping() -> None:
 
 
 def test_3_sender_must_be_a_member() -> None:
-    steps = [sub(9, b"x"), *form(R1, (1,)), dl(1, 9, R1, 1, b"x")]
-    broken(steps, Invariant.CONFIG_SCOPING)
+    valid = [sub(1, b"x"), *form(R1, (1,)), dl(1, 1, R1, 1, b"x")]
+    mutated = [sub(9, b"x"), *form(R1, (1,)), dl(1, 9, R1, 1, b"x")]
+    minimal(valid, mutated, Invariant.CONFIG_SCOPING)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +267,7 @@ def test_6_virtual_synchrony_same_set() -> None:
 
 def test_6_virtual_synchrony_same_split() -> None:
     # Node 2 delivers node 1's m1b in the transitional configuration, node 1 in the regular.
-    steps = [
+    valid = [
         sub(1, b"m1"),
         sub(1, b"m1b"),
         *form(R1, (1, 2)),
@@ -268,11 +275,12 @@ def test_6_virtual_synchrony_same_split() -> None:
         dl(1, 1, R1, 2, b"m1b"),
         trans(1, R2, [1, 2]),
         reg(1, R2, [1, 2]),
-        trans(2, R2, [1, 2]),
         dl(2, 1, R1, 2, b"m1b"),
+        trans(2, R2, [1, 2]),
         reg(2, R2, [1, 2]),
     ]
-    (violation,) = broken(steps, Invariant.VIRTUAL_SYNCHRONY)
+    mutated = swap(valid, dl(2, 1, R1, 2, b"m1b"), trans(2, R2, [1, 2]))
+    (violation,) = minimal(valid, mutated, Invariant.VIRTUAL_SYNCHRONY)
     assert "regular deliveries" in violation.description
 
 
@@ -292,8 +300,10 @@ def ring_of_three(*deliveries: Step) -> list[Step]:
 
 
 def test_7_self_delivery() -> None:
-    steps = [*ring_of_three(dl(1, 2, R1, 1, b"m2")), (3, Crashed()), *partition([], [])]
-    (violation,) = broken(steps, Invariant.SELF_DELIVERY)
+    delivered = [dl(1, 2, R1, 1, b"m2"), dl(2, 2, R1, 1, b"m2")]
+    valid = [*ring_of_three(*delivered), (3, Crashed()), *partition([], [])]
+    mutated = replace(valid, dl(2, 2, R1, 1, b"m2"))
+    (violation,) = minimal(valid, mutated, Invariant.SELF_DELIVERY)
     assert violation.nodes == (2,)
 
 
@@ -304,17 +314,20 @@ def test_7_self_delivery_is_not_owed_after_a_crash() -> None:
 
 
 def test_8_regular_delivery_gap() -> None:
-    steps = [sub(1, b"a"), sub(1, b"c"), *form(R1, (1,))]
-    steps += [dl(1, 1, R1, 1, b"a"), dl(1, 1, R1, 3, b"c")]
-    (violation,) = broken(steps, Invariant.SENDER_FIFO)
+    valid = [sub(1, b"a"), sub(1, b"b"), sub(1, b"c"), *form(R1, (1,))]
+    valid += [dl(1, 1, R1, 1, b"a"), dl(1, 1, R1, 2, b"b"), dl(1, 1, R1, 3, b"c")]
+    mutated = replace(valid, dl(1, 1, R1, 2, b"b"))
+    (violation,) = minimal(valid, mutated, Invariant.SENDER_FIFO)
     assert "jumped from seq 1 to 3" in violation.description
 
 
 def test_8_sender_prefix_across_nodes() -> None:
     # Node 2's first delivery in R1 is node 1's second message: it missed the first.
-    steps = [sub(1, b"a"), sub(1, b"b"), *form(R1, (1, 2))]
-    steps += [dl(1, 1, R1, 1, b"a"), dl(1, 1, R1, 2, b"b"), dl(2, 1, R1, 2, b"b")]
-    (violation,) = broken(steps, Invariant.SENDER_FIFO)
+    valid = [sub(1, b"a"), sub(1, b"b"), *form(R1, (1, 2))]
+    valid += [dl(1, 1, R1, 1, b"a"), dl(1, 1, R1, 2, b"b")]
+    valid += [dl(2, 1, R1, 1, b"a"), dl(2, 1, R1, 2, b"b")]
+    mutated = replace(valid, dl(2, 1, R1, 1, b"a"))
+    (violation,) = minimal(valid, mutated, Invariant.SENDER_FIFO)
     assert violation.nodes == (2, 1)
 
 
@@ -325,15 +338,17 @@ def test_9_no_delivery_from_a_departed_node() -> None:
         *form(R1, (1, 3)),
         *[dl(n, 3, R1, 1, b"x") for n in (1, 3)],
     ]
-    steps += [(3, Crashed()), trans(1, R2, [1], left=[3]), dl(1, 3, R1, 3, b"y"), reg(1, R2, [1])]
-    (violation,) = broken(steps, Invariant.NO_POST_DEPARTURE)
+    steps += [(3, Crashed()), trans(1, R2, [1], left=[3]), reg(1, R2, [1])]
+    mutated = replace(steps, reg(1, R2, [1]), dl(1, 3, R1, 3, b"y"), reg(1, R2, [1]))
+    (violation,) = minimal(steps, mutated, Invariant.NO_POST_DEPARTURE)
     assert violation.nodes == (1, 3)
 
 
 def test_13_safe_delivery() -> None:
-    steps = [*ring_of_three(dl(1, 1, R1, 1, b"m1", safe=True)), (3, Crashed())]
-    steps += partition([], [])
-    (violation,) = broken(steps, Invariant.SAFE_DELIVERY)
+    safe = [dl(n, 1, R1, 1, b"m1", safe=True) for n in (1, 2)]
+    valid = [*ring_of_three(*safe), (3, Crashed()), *partition([], [])]
+    mutated = replace(valid, safe[1])
+    (violation,) = minimal(valid, mutated, Invariant.SAFE_DELIVERY)
     assert violation.nodes == (2,)
 
 
@@ -347,7 +362,7 @@ def test_13_safe_is_checked_when_the_safe_delivery_is_observed_late() -> None:
 
 
 def test_0_nothing_but_a_restart_after_a_crash() -> None:
-    broken([*BASE, dl(3, 1, R1, 1, b"m1")], Invariant.WELL_FORMED)
+    minimal(BASE, [*BASE, dl(3, 1, R1, 1, b"m1")], Invariant.WELL_FORMED)
 
 
 def test_violations_are_reported_incrementally() -> None:
