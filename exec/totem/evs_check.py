@@ -168,7 +168,6 @@ class EvsChecker:
     def __init__(self) -> None:
         self.violations: list[Violation] = []
         self._current: dict[int, _Incarnation] = {}
-        self._incarnations: list[_Incarnation] = []
         self._last_ring_seq: dict[int, int] = {}
         self._content: dict[MessageId, Content] = {}
         self._message_of: dict[Content, MessageId] = {}
@@ -248,7 +247,6 @@ class EvsChecker:
         me = self._current.get(nodeid)
         if me is None:
             me = self._current[nodeid] = _Incarnation(nodeid, 0)
-            self._incarnations.append(me)
         return me
 
     def _restart(self, nodeid: int) -> None:
@@ -256,8 +254,7 @@ class EvsChecker:
         number = 0 if old is None else old.number + 1
         if old is not None:
             old.alive = False
-        self._current[nodeid] = fresh = _Incarnation(nodeid, number)
-        self._incarnations.append(fresh)
+        self._current[nodeid] = _Incarnation(nodeid, number)
 
     def _crash(self, me: _Incarnation) -> None:
         me.alive = False

@@ -28,9 +28,14 @@ head was never seen, or a new message while one is unfinished - means a frame of
 lost to us (it left the configuration, or its remainder was never delivered): the unfinished
 message is dropped and the orphaned pieces are thrown away until that chain ends (*throw-away
 mode*). Unlike Corosync, only the orphaned pieces are dropped, never the complete messages that
-share their frame. A half message is therefore never delivered and never joined to another, and
-a reassembly buffer never holds more than ``MAX_PACKED_MESSAGE`` bytes (checked before
-appending) plus the frame it came in.
+share their frame. A half message is therefore never delivered and never joined to another.
+Pieces are copied into the sender's buffer, so its memory is the message's size however it was
+framed (a chain of one-byte pieces cannot amplify it), and never more than
+``MAX_PACKED_MESSAGE`` bytes (checked before appending); the frame being parsed is the only
+other memory, hence "max message + one frame".
+
+Back-pressure: the would-block answer is only honest if the message can fit one day, so a
+packer told its queue's total size refuses a message needing more frames with ``TooBigError``.
 
 Configuration changes: when a TRANSITIONAL configuration reports members that left,
 their unfinished messages are discarded in both lanes; EVS guarantees nothing more from them is
