@@ -173,8 +173,15 @@ class RingModel:
     # -- reconfiguration (totem-notes §2.11) --------------------------------------------
 
     def reconfigure(self, single_group: bool = False) -> None:
+        """Regroup the running members of some rings (all of them for ``single_group``) and
+        the nodes in no ring; the other rings carry on undisturbed."""
+        rings = {id(n.ring): n.ring for n in self.nodes.values() if n.alive and n.ring}
+        taking_part = {key for key in rings if single_group or self._chooser.choose([True, False])}
         groups: dict[int, list[int]] = {}
         for nodeid in self.running():
+            ring = self.nodes[nodeid].ring
+            if ring is not None and id(ring) not in taking_part:
+                continue
             label = 0 if single_group else self._chooser.choose([0, 1, 2])
             groups.setdefault(label, []).append(nodeid)
         new_rings = {}
