@@ -329,7 +329,11 @@ class Unpacker:
                     self.stats.departed_messages += 1
 
     def reset_lane(self, lane: Lane) -> None:
-        """Forget every unfinished message of ``lane`` (e.g. an aborted sync round)."""
+        """Forget every unfinished message of ``lane`` (e.g. an aborted sync round).
+
+        Every node must do it at the same point of the agreed stream (on a configuration
+        change), or their reassembly states diverge.
+        """
         self._lanes[lane].clear()
 
     def unfinished(self, lane: Lane) -> dict[int, int]:
