@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pycorosync.exec.totem.events import ConfigChange, ConfigKind, Delivery, Guarantee, RingId
 from pycorosync.exec.totem.evs_check import (
     EvsChecker,
@@ -16,7 +17,6 @@ from pycorosync.exec.totem.evs_check import (
     liveness_violations,
 )
 from pycorosync.exec.totem.history import Crashed, HistoryEntry, Restarted, Submitted
-
 from tests._evs_model import Chooser, RingModel
 
 Step = tuple[int, HistoryEntry]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pycorosync.exec.totem.events import ConfigChange, ConfigKind, Guarantee, RingId
 from pycorosync.exec.totem.pg import (
     FrameOutlet,
