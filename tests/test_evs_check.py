@@ -466,3 +466,16 @@ def test_checker_is_fast_for_five_nodes_and_thousands_of_messages() -> None:
     elapsed = time.perf_counter() - start
     # ~24k entries; measured well under 0.3 s here, so 3 s only catches quadratic behaviour.
     assert elapsed < 3.0, elapsed
+
+
+def test_9_a_departed_node_before_the_first_hole_of_the_transitional_phase_is_valid() -> None:
+    # Node 1 delivers node 3's x in R1's regular phase and y right after it (no hole) in the
+    # transitional phase: nothing missing precedes y, so EVS allows it.
+    steps = [
+        sub(3, b"x"),
+        sub(3, b"y"),
+        *form(R1, (1, 3)),
+        *[dl(n, 3, R1, 1, b"x") for n in (1, 3)],
+    ]
+    steps += [(3, Crashed()), trans(1, R2, [1], left=[3]), dl(1, 3, R1, 2, b"y"), reg(1, R2, [1])]
+    assert check(steps) == []

@@ -74,4 +74,15 @@ class PersistRingSeq:
     seq: int
 
 
-TotemEvent = Delivery | ConfigChange | PersistRingSeq
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TotemLog:
+    """A line for the operator's log, in Corosync's words (the shell adds the ``[TOTEM ]`` tag).
+
+    ``level`` is a :mod:`logging` level number (``logformat.NOTICE`` for Corosync's notice).
+    """
+
+    level: int
+    text: str
+
+
+TotemEvent = Delivery | ConfigChange | PersistRingSeq | TotemLog

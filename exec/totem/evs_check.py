@@ -61,8 +61,13 @@ The invariants and how each is computed (numbers as in totem-notes §10):
    seqs an incarnation delivers are a gap-free prefix of that sender's messages in the ring
    as known from every node's deliveries (with 1, a seq that is skipped can never come later).
 9. No post-departure delivery: once an incarnation's TRANSITIONAL lists a node in ``left``,
-   nothing from that node is delivered until a REGULAR lists it in ``joined`` - in particular
-   the transitional phase delivers only messages from T, as in totem-notes §2.11.
+   nothing from that node is delivered until a REGULAR lists it in ``joined``, with one
+   exception EVS allows: in the transitional phase, before its first hole (a delivered seq
+   that is not the previous one + 1), a departed node's messages may still be delivered -
+   nothing missing precedes them, so none can depend causally on a lost message. This is what
+   lets a SAFE message that one member delivered in C reach every member (invariant 13) even
+   when its sender left. After the first hole only messages from T are delivered. (Corosync
+   drops every departed sender's message in the transitional phase, which is stricter.)
 13. Safe delivery: a message delivered as SAFE in C's regular phase is delivered by every
     incarnation that installed C and closes it. (SAFE in the transitional phase promises it
     to the members of T only, which is what 6 already checks.)
@@ -139,6 +144,8 @@ class _Incarnation:
     delivered: set[MessageId] = field(default_factory=set)
     closed: set[RingId] = field(default_factory=set)
     last_seq: int | None = None
+    trans_gap: bool = False
+    """The transitional phase has skipped a seq: from now on only T's messages (invariant 9)."""
     regular_seqs: list[int] = field(default_factory=list)
     trans_seqs: list[int] = field(default_factory=list)
     progress: dict[tuple[int, RingId], list[int]] = field(default_factory=dict)
@@ -284,7 +291,7 @@ class EvsChecker:
             me.trans_seqs.append(d.seq)
         else:
             me.regular_seqs.append(d.seq)
-        if d.sender in me.departed:
+        if d.sender in me.departed and (me.trans_gap or not me.in_transition):
             self._report(
                 Invariant.NO_POST_DEPARTURE,
                 (me.node, d.sender),
@@ -346,6 +353,8 @@ class EvsChecker:
             )
             return
         me.last_seq = d.seq
+        if me.in_transition and last is not None and d.seq != last + 1:
+            me.trans_gap = True
         if not me.in_transition and me.regular_seqs and last is not None and d.seq != last + 1:
             self._report(
                 Invariant.SENDER_FIFO,
@@ -422,6 +431,7 @@ class EvsChecker:
         self._membership_problems(me, change.ring_id, problems)
         me.trans_ring = change.ring_id
         me.trans_members = trans
+        me.trans_gap = False
         me.departed.update(change.left)
 
     def _regular(self, me: _Incarnation, change: ConfigChange) -> None:
