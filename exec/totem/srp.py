@@ -456,10 +456,8 @@ class Srp:
         """A sign of another ring: merge with it (totem-notes §2.12)."""
         if sender in self._members and ring_id.seq < self._ring_id.seq:
             return  # a stale datagram of a ring we both left
-        if self._state is State.OPERATIONAL:
-            self._proc.add(sender)
-            self._gather("foreign message")
-        elif self._state is State.GATHER and sender not in self._proc:
+        operational = self._state is State.OPERATIONAL
+        if operational or (self._state is State.GATHER and sender not in self._proc):
             self._proc.add(sender)
             self._gather("foreign message")
 
@@ -474,16 +472,18 @@ class Srp:
     def _on_join(self, join: Join) -> None:
         self.stats.memb_join_rx += 1
         self._highest_ring_seq = max(self._highest_ring_seq, join.ring_seq)
+        if self._join_is_relevant(join):
+            self._process_join(join)
+
+    def _join_is_relevant(self, join: Join) -> bool:
+        """The state-dependent JOIN filters of totem-notes §2.5 (hard part 7)."""
         state = self._state
+        stale = join.ring_seq < self._ring_id.seq
         if state is State.OPERATIONAL:
-            if self._id in join.failed:
-                return
-            if join.sender in self._members and join.ring_seq < self._ring_id.seq:
-                return
-        elif state is State.COMMIT or state is State.RECOVERY:
-            if join.sender not in self._new_members or join.ring_seq < self._ring_id.seq:
-                return
-        self._process_join(join)
+            return self._id not in join.failed and not (join.sender in self._members and stale)
+        if state is State.COMMIT or state is State.RECOVERY:
+            return join.sender in self._new_members and not stale
+        return True
 
     def _process_join(self, join: Join) -> None:
         sender = join.sender
@@ -846,7 +846,7 @@ class Srp:
     def _update_token_aru(self, token: Token, last_aru: int) -> bool:
         """Corosync's aru rules; True when this node gave up: FAILED TO RECEIVE."""
         me = self._id
-        if self._aru < token.aru or token.aru_addr == me or token.aru_addr == 0:
+        if self._aru < token.aru or token.aru_addr in (me, 0):
             token.aru = self._aru
             token.aru_addr = 0 if token.aru == token.seq else me
         if token.aru == last_aru and token.aru_addr != 0:
