@@ -6,11 +6,13 @@ Theory of operation. Start-up follows Corosync's ``exec/main.c`` in order, with 
 service-engine plugins (exit 20 when one fails, since a node missing an engine its peers run
 would diverge from them). ``-t`` stops there and says which node this host would be.
 
-Otherwise the configuration goes into the cmap store, the daemon detaches unless ``-f``, takes
-the pid lock in its run directory (exit 18 "Another Corosync instance is already running."),
-moves into its state directory and runs a uvloop event loop until SIGTERM or SIGINT, then
-unloads in reverse order and exits 0. The Totem process proper — sockets, crypto, the ring —
-lands with the networking issue; until then the loop only waits for its stop signal.
+Otherwise the configuration goes into the cmap store, the daemon detaches unless ``-f``, starts
+a uvloop event loop with its stop handlers (SIGTERM, SIGINT, SIGQUIT) in place, then takes the
+pid lock in its run directory (exit 18 "Another Corosync instance is already running."), so a
+stop signal sent as soon as the pid file appears is a clean stop; it moves into its state
+directory and waits for that signal, then unloads in reverse order and exits 0. The Totem
+process proper — sockets, crypto, the ring — lands with the networking issue; until then the
+loop only waits for its stop signal.
 """
 
 from __future__ import annotations
@@ -217,6 +219,16 @@ def _serve(config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs) -> in
     store = CmapStore()
     install_default_ro_keys(store)
     config.load_into(store)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve_until_stopped(config, registry, dirs))
+
+
+async def _serve_until_stopped(
+    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs
+) -> int:
+    # The stop handlers go in before the pid file is written: whoever waits for the pid file
+    # may signal at once, and a signal that finds no handler kills us with the pid file left.
+    stop = _stop_on_signals()
     lock = PidLock(dirs.pid_file)
     try:
         lock.acquire()
@@ -230,8 +242,7 @@ def _serve(config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs) -> in
         os.chdir(dirs.state_dir)
         node = config.local.require()
         log.log(NOTICE, "Running as %s; this build has no Totem transport yet.", node.describe())
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_wait_for_stop_signal())
+        await stop.wait()
         log.log(NOTICE, "Node was shut down by a signal")
         _unload(registry)
         log.log(NOTICE, "Corosync Cluster Engine exiting normally")
@@ -240,12 +251,12 @@ def _serve(config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs) -> in
         lock.release()
 
 
-async def _wait_for_stop_signal() -> None:
+def _stop_on_signals() -> asyncio.Event:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    return stop
 
 
 def _unload(registry: ServiceRegistry) -> None:

@@ -22,7 +22,7 @@ Where we differ from Corosync 3.x, by design (DESIGN.md):
 
 * crypto is ours on every transport, so udp/udpu may encrypt, and nothing set means
   ``aes256`` + ``sha256`` (secure by default); a cipher without a hash is refused as Corosync
-  refuses it;
+  refuses it, and so is a ``secauth`` other than ``on``/``off`` (Corosync reads it as off);
 * ``knet`` runs on our own unicast UDP links: its default ``netmtu`` is 1500 like udp/udpu,
   because those links have no fragmentation layer of their own (libknet's 65536 relies on one);
   ``netmtu`` must be 576..65535;
@@ -496,6 +496,10 @@ def _crypto(parsed: ParsedConfig) -> CryptoConfig:
     cipher, hash_ = "aes256", "sha256"  # secure by default (DESIGN.md, Security)
     secauth = parsed.get_str("totem.secauth")
     if secauth is not None:
+        # Corosync reads anything but "on" as off; with encryption on by default, a typo
+        # ("secauth: yes") would silently switch it off, so only on and off are accepted.
+        if secauth not in ("on", "off"):
+            raise ConfigError("Invalid secauth value. Should be on or off", key="totem.secauth")
         cipher, hash_ = ("aes256", "sha256") if secauth == "on" else ("none", "none")
     cipher = parsed.get_str("totem.crypto_cipher") or cipher
     hash_ = parsed.get_str("totem.crypto_hash") or hash_

@@ -174,6 +174,37 @@ def test_runs_until_sigterm_then_unloads_and_exits_0(
     assert not (tmp / "run" / "corosync.pid").exists()
 
 
+# Runs corosync-exec with the stop signal sent the moment its pid file is written: whoever
+# watches for the pid file (an init script, a test) may signal it at once.
+SIGNAL_AT_PID_FILE = """
+import os, signal, sys
+from pycorosync.exec import main, pidlock
+write_pid_file = pidlock.PidLock.acquire
+def acquire_then_get_signalled(self):
+    write_pid_file(self)
+    os.kill(os.getpid(), int(sys.argv[1]))
+pidlock.PidLock.acquire = acquire_then_get_signalled
+sys.exit(main.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stop_signal_right_after_the_pid_file_is_a_clean_stop(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    conf = single_node_config(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT_PID_FILE, str(int(signum)), "-f", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Corosync Cluster Engine exiting normally" in result.stderr
+    assert not (tmp_path / "run" / "corosync.pid").exists()
+
+
 def test_sigint_stops_it_too(daemon: tuple[subprocess.Popen[str], Path]) -> None:
     proc, _ = daemon
     proc.send_signal(signal.SIGINT)

@@ -501,6 +501,15 @@ def test_crypto_settings(body: str, cipher: str, hash_: str) -> None:
     assert crypto.model == "nss"
 
 
+@pytest.mark.parametrize("value", ["yes", "true", "1", "On", "enabled", ""])
+def test_secauth_is_on_or_off(value: str) -> None:
+    # Corosync reads every value but "on" as off. With encryption on by default, a typo such
+    # as "secauth: yes" would switch it off without a word, so anything else is refused.
+    assert error_of(f"  secauth: {value}\n") == (
+        "t.conf:3: Invalid secauth value. Should be on or off"
+    )
+
+
 def test_crypto_is_allowed_on_udpu() -> None:
     crypto = load("  transport: udpu\n  crypto_cipher: aes256\n  crypto_hash: sha256\n").totem
     assert crypto.crypto.cipher_key_bits == 256
