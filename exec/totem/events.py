@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class RingId:
+class RingId(NamedTuple):
     """Corosync's ring id: the representative's nodeid and a ring sequence number.
 
-    Ordered by ``seq`` first (field order matters for ``order=True``), then ``rep``.
+    Ordered by ``seq`` first (field order matters), then ``rep``. A named tuple rather than a
+    dataclass because ring ids are compared and hashed on every message: tuple equality and
+    hashing run in C.
     """
 
     seq: int

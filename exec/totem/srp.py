@@ -673,6 +673,8 @@ class Srp:
 
     def _originate_token(self) -> None:
         self._originated = True
+        # The representative owns the flag it raises here, so it is the one to lower it.
+        self._set_retrans_flg = bool(self._retrans_q)
         start = self._cfg.initial_seq
         token = Token(
             sender=self._id,
