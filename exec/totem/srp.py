@@ -500,19 +500,28 @@ class Srp:
         elif sender in self._failed:
             pass
         else:
-            self._proc |= proc
-            if self._id in failed:
-                self._failed.add(sender)
-            elif sender in self._members:
-                self._failed |= failed if sender not in self._failed else failed - self._members
-            if join.leave:
-                self._failed.add(sender)
-            if not self._failed_to_recv:
-                self._failed.discard(self._id)
-            self._gather("merge during join")
+            changed = self._merge_view(sender, proc, failed, leave=join.leave)
+            # Re-announcing an unchanged view only feeds a JOIN storm between two nodes whose
+            # failed sets differ (neither may adopt the other's); the join timer repeats it.
+            if changed or self._state is not State.GATHER:
+                self._gather("merge during join")
             return
         if self._state is not State.GATHER:
             self._gather("join while not gathering")
+
+    def _merge_view(self, sender: int, proc: set[int], failed: set[int], *, leave: bool) -> bool:
+        """Merge a JOIN's view into ours (totem-notes §2.5 step 4); True if ours changed."""
+        before = (len(self._proc), len(self._failed))
+        self._proc |= proc
+        if self._id in failed:
+            self._failed.add(sender)  # it cannot hear us: we cannot be in one ring
+        elif sender in self._members:
+            self._failed |= failed  # only a member of our old ring may tell us who failed
+        if leave:
+            self._failed.add(sender)
+        if not self._failed_to_recv:
+            self._failed.discard(self._id)
+        return (len(self._proc), len(self._failed)) != before
 
     def _check_consensus(self) -> None:
         wanted = self._proc - self._failed
