@@ -14,7 +14,7 @@ from pycorosync.exec.totem.sim import ALL_FAULTS, SIM_CONFIG, run_seed
 from pycorosync.exec.totem.sim.runner import nodes_for_seed
 from pycorosync.exec.totem.srp import Srp
 
-CI_SEEDS = range(0, 300)
+CI_SEEDS = range(300)
 """The fixed CI range (DESIGN.md: deterministic CI; wider sweeps run outside CI)."""
 CHUNK = 25
 

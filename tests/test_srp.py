@@ -81,7 +81,8 @@ def test_sequence_numbers_run_through_the_u32_wrap() -> None:
         assert net.mcast(1 + i % 3, f"w{i}".encode())
     assert net.run_until(lambda: all(len(net.payloads(n)) == 60 for n in (1, 2, 3)), 3.0)
     seqs = [d.seq for d in net.deliveries(2)]
-    assert seqs == sorted(seqs) and seqs[-1] > 1 << 32
+    assert seqs == sorted(seqs)
+    assert seqs[-1] > 1 << 32
     wire_seqs = [
         decode(s.data).seq  # type: ignore[union-attr]
         for _, _, s in net.sent
@@ -100,7 +101,8 @@ def test_a_ring_seq_is_persisted_before_the_commit_token_leaves() -> None:
     sends, events = net.cores[1].take_output()
     persists = [e for e in events if isinstance(e, PersistRingSeq)]
     commits = [s for s in sends if peek_type(s.data) is MessageType.COMMIT]
-    assert persists and commits, "a lone node commits a singleton ring at once"
+    assert persists, "a lone node commits a singleton ring at once"
+    assert commits
     commit = decode(commits[0].data)
     assert persists[0].seq == commit.ring_id.seq  # type: ignore[union-attr]
 
@@ -194,7 +196,8 @@ def test_safe_waits_until_every_member_has_the_message() -> None:
     net.mcast(1, b"safe", Guarantee.SAFE)
     assert net.run_until(lambda: b"agreed" in net.payloads(2), 0.5)
     net.run(0.2)
-    assert b"safe" not in net.payloads(1) and b"safe" not in net.payloads(2)
+    assert b"safe" not in net.payloads(1)
+    assert b"safe" not in net.payloads(2)
     blocked[0] = False
     assert net.run_until(lambda: all(b"safe" in net.payloads(n) for n in (1, 2, 3)), 3.0)
     finish(net)

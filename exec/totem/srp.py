@@ -202,6 +202,28 @@ class _OldRing:
 class Srp:
     """One node's Totem SRP core; see the module docstring and :mod:`.core_api`."""
 
+    # Per-ring counters, (re)set by _reset_ring_counters at start-up and on every new ring.
+    _queue: dict[int, _Msg]
+    _miss: dict[int, int]
+    _aru: int
+    _high_seq: int
+    _high_delivered: int
+    _last_released: int
+    _last_aru: int
+    _aru_out: int
+    _safe_seq: int
+    _last_seq: int
+    _install_seq: int
+    _seq_unchanged: int
+    _aru_count: int
+    _trc: int
+    _pbl: int
+    _cbl: int
+    _token_held: bool
+    _set_retrans_flg: bool
+    _retrans_flg_count: int
+    _rotations: int
+
     def __init__(
         self,
         config: SrpConfig,
@@ -1007,11 +1029,11 @@ class Srp:
 
     def _reset_ring_counters(self) -> None:
         start = self._cfg.initial_seq
-        self._queue: dict[int, _Msg] = {}
+        self._queue = {}
         self._aru = self._high_seq = self._high_delivered = self._last_released = start
         self._last_aru = self._aru_out = self._safe_seq = self._last_seq = start
         self._install_seq = start
-        self._miss: dict[int, int] = {}
+        self._miss = {}
         self._seq_unchanged = self._aru_count = 0
         self._trc = self._pbl = self._cbl = 0
         self._token_held = False

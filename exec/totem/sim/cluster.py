@@ -50,8 +50,8 @@ from pycorosync.exec.totem.events import (
     Delivery,
     Guarantee,
     PersistRingSeq,
-    TotemLog,
     TotemEvent,
+    TotemLog,
 )
 from pycorosync.exec.totem.evs_check import EvsChecker
 from pycorosync.exec.totem.history import Crashed, Restarted, Submitted
