@@ -75,8 +75,15 @@ class Net:
         self.checker.observe(node, Restarted())
         self.start([node])
 
-    def mcast(self, node: int, payload: bytes, guarantee: Guarantee = Guarantee.AGREED) -> bool:
-        accepted = self.cores[node].mcast(payload, guarantee)
+    def mcast(
+        self,
+        node: int,
+        payload: bytes,
+        guarantee: Guarantee = Guarantee.AGREED,
+        *,
+        sync: bool = False,
+    ) -> bool:
+        accepted = self.cores[node].mcast(payload, guarantee, sync=sync)
         if accepted:
             self.checker.observe(node, Submitted(payload=payload, guarantee=guarantee))
         self._drain(node)
@@ -164,3 +171,7 @@ class Net:
                     self._counter += 1
                     item = (self.now + self.latency, self._counter, dest, send.data)
                     heapq.heappush(self._queue, item)
+
+
+BOUND_FORM = 3 * (FAST.token_ms + FAST.consensus_ms) / 1000
+"""Generous bound for a (re)configuration: three times token + consensus (DESIGN.md)."""

@@ -340,6 +340,10 @@ class Srp:
             self._cancel_hold()
         return True
 
+    def room(self, *, sync: bool = False) -> int:
+        """How many more messages ``mcast`` accepts on that queue right now."""
+        return self._cfg.max_queue - len(self._sync_q if sync else self._app_q)
+
     def release_app(self) -> None:
         """Sync finished: serve the application queue again (``hold_app_until_sync``)."""
         self._app_held = False
