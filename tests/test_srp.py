@@ -362,3 +362,24 @@ def test_mcast_with_a_stale_ring_id_from_a_member_does_not_break_the_ring() -> N
     assert net.cores[1].stats.gather_entered == gathers
     assert isinstance(decode(stale), Mcast)
     assert ConfigKind.REGULAR is net.regulars(1)[-1].kind
+
+
+def test_recovery_resends_what_a_survivor_missed_and_then_installs_the_ring() -> None:
+    net = formed((1, 2, 3))
+    starving = [True]
+
+    def starve_3(src: int, dst: int, data: bytes) -> bool:
+        return not (starving[0] and dst == 3 and peek_type(data) is MessageType.MCAST)
+
+    net.link = starve_3
+    sent = [f"r{i}".encode() for i in range(10)]
+    for payload in sent:
+        net.mcast(1, payload)
+    assert net.run_until(lambda: net.payloads(2)[-10:] == sent, 0.5)
+    assert not set(sent) & set(net.payloads(3))
+    net.crash(2)
+    starving[0] = False
+    assert net.run_until(lambda: net.one_ring((1, 3)), BOUND), "RECOVERY must complete"
+    assert net.payloads(3)[-10:] == sent
+    assert net.cores[1].stats.recovery_entered >= 1
+    finish(net)
