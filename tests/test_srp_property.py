@@ -1,7 +1,8 @@
-"""Hypothesis drives the SRP state machine: any schedule of traffic bursts, loss, partitions,
-one-way links, crashes, restarts and leaves keeps every EVS invariant, and once the faults stop all nodes form
-one ring and deliver a probe from each of them. Shrinking turns a failure into a minimal
-schedule."""
+"""Hypothesis drives the SRP state machine: any schedule of traffic bursts, loss,
+partitions, one-way links, crashes, restarts and leaves keeps every EVS invariant, and once
+the faults stop all nodes form one ring and deliver a probe from each of them. Shrinking turns
+a failure into a minimal schedule. (The simulator's random sweeps find more; this one shrinks.)
+"""
 
 from __future__ import annotations
 
