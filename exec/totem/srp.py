@@ -86,6 +86,7 @@ from pycorosync.exec.totem.events import (
 )
 from pycorosync.exec.totem.srp_config import SrpConfig
 from pycorosync.exec.totem.srp_wire import (
+    MCAST_HEADER_SIZE,
     RTR_MAX,
     CommitEntry,
     CommitToken,
@@ -103,9 +104,11 @@ from pycorosync.exec.totem.srp_wire import (
     encode,
     encode_mcast,
     peek_type,
+    plain_mcast_fields,
     unwrap,
 )
 
+_GUARANTEES = (Guarantee.AGREED, Guarantee.SAFE)
 QUEUE_WINDOW = 16384
 """Seqs beyond ``aru + QUEUE_WINDOW`` are refused, and origination stops short of it."""
 _DEBUG = 10
@@ -305,6 +308,8 @@ class Srp:
         self._now = now
         tokens: list[bytes] = []
         for data in datagrams:
+            if self._fast_mcast(data):
+                continue
             kind = peek_type(data)
             if kind is MessageType.TOKEN or kind is MessageType.COMMIT:
                 tokens.append(data)
@@ -433,6 +438,35 @@ class Srp:
         self._log(_WARNING, reason)
 
     # -- multicast messages ------------------------------------------------------------------
+
+    def _fast_mcast(self, data: bytes) -> bool:
+        """The common case on the hot path: a plain MCAST of our operational ring from a member.
+
+        Exactly what :meth:`_on_mcast` would do with it, without building a message object;
+        False leaves the datagram to the general path (which also explains a bad one).
+        """
+        if self._state is not State.OPERATIONAL:
+            return False
+        fields = plain_mcast_fields(data)
+        if fields is None:
+            return False
+        sender, rep, ring_seq, wire_seq, guarantee = fields
+        ring = self._ring_id
+        if rep != ring.rep or ring_seq != ring.seq or sender == self._id:
+            return False
+        if sender not in self._members:
+            return False
+        self.stats.mcast_rx += 1
+        seq = unwrap(wire_seq, self._aru)
+        queue = self._queue
+        if seq <= self._aru or seq in queue or seq > self._aru + QUEUE_WINDOW:
+            return True
+        queue[seq] = _Msg(data, sender, _GUARANTEES[guarantee], data[MCAST_HEADER_SIZE:], False)
+        self._high_seq = max(self._high_seq, seq)
+        if seq == self._aru + 1:
+            self._update_aru()
+        self._deliver()
+        return True
 
     def _on_mcast(self, message: Mcast, raw: bytes) -> None:
         self.stats.mcast_rx += 1

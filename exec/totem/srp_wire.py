@@ -410,6 +410,29 @@ def peek_type(data: Datagram) -> MessageType | None:
     return _TYPES.get(kind)
 
 
+def plain_mcast_fields(data: Datagram) -> tuple[int, int, int, int, int] | None:
+    """``(sender, ring rep, ring seq, seq, guarantee)`` of a valid, plain MCAST, else None.
+
+    The receive fast path: one unpack and the checks :func:`decode` would make of a
+    non-encapsulated MCAST (whose payload is opaque). ``None`` sends the datagram down the full
+    :func:`decode`, which says what is wrong with it.
+    """
+    if len(data) < MCAST_HEADER_SIZE:
+        return None
+    magic, version, kind, flags, sender, rep, ring_seq, seq, guarantee = _MCAST.unpack_from(data)
+    if (
+        magic != MAGIC
+        or version != WIRE_VERSION
+        or kind != _TYPE_MCAST
+        or flags
+        or not sender
+        or not rep
+        or guarantee > 1
+    ):
+        return None
+    return sender, rep, ring_seq, seq, guarantee
+
+
 def decode(data: Datagram) -> SrpMessage:
     """The message in ``data``, validated completely; raise :class:`SrpWireError` if invalid.
 
