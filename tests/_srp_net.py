@@ -24,18 +24,12 @@ from pycorosync.exec.totem.events import (
 )
 from pycorosync.exec.totem.evs_check import EvsChecker
 from pycorosync.exec.totem.history import Crashed, Restarted, Submitted
+from pycorosync.exec.totem.sim import SIM_CONFIG
 from pycorosync.exec.totem.srp import Srp, State
 from pycorosync.exec.totem.srp_config import SrpConfig
 
-FAST = SrpConfig(
-    token_ms=1000,
-    token_retransmit_ms=238,
-    hold_ms=180,
-    join_ms=50,
-    consensus_ms=1200,
-    merge_ms=200,
-    token_warning_ms=750,
-)
+FAST = SIM_CONFIG
+"""Corosync 2.x-era timers (token 1000 ms): quick, and the simulator's too."""
 
 LinkFilter = Callable[[int, int, bytes], bool]
 """``(src, dst, datagram) -> delivered?``"""
