@@ -2,17 +2,18 @@
 
 Theory of operation. Start-up follows Corosync's ``exec/main.c`` in order, with its exit codes
 (:class:`ExitCode`): refuse to run setuid/setgid; read and check the configuration (exit 8 on a
-``FILE:LINE: reason`` error); configure logging from the ``logging.*`` keys (exit 7); load the
-service-engine plugins (exit 20 when one fails, since a node missing an engine its peers run
-would diverge from them). ``-t`` stops there and says which node this host would be.
+``FILE:LINE: reason`` error, a missing or short authkey included); configure logging from the
+``logging.*`` keys (exit 7); load the service-engine plugins (exit 20 when one fails, since a
+node missing an engine its peers run would diverge from them). ``-t`` stops there and says which
+node this host would be.
 
 Otherwise the configuration goes into the cmap store, the daemon detaches unless ``-f``, starts
 a uvloop event loop with its stop handlers (SIGTERM, SIGINT, SIGQUIT) in place, then takes the
 pid lock in its run directory (exit 18 "Another Corosync instance is already running."), so a
-stop signal sent as soon as the pid file appears is a clean stop; it moves into its state
-directory and waits for that signal, then unloads in reverse order and exits 0. The Totem
-process proper — sockets, crypto, the ring — lands with the networking issue; until then the
-loop only waits for its stop signal.
+stop signal sent as soon as the pid file appears is a clean stop. It moves into its state
+directory, binds its Totem socket (exit 15 when it cannot) and runs the Totem process
+(:mod:`pycorosync.exec.totemproc`) until the stop signal: then it leaves the ring (a LEAVE, so
+the others reconfigure at once), unloads in reverse order and exits 0.
 """
 
 from __future__ import annotations
@@ -36,13 +37,20 @@ from pycorosync.exec.icmap import CmapStore, install_default_ro_keys
 from pycorosync.exec.logconfig import parse_logging_config
 from pycorosync.exec.logformat import NOTICE
 from pycorosync.exec.logsys import LogSys, subsys_logger
+from pycorosync.exec.nodelist import NodeEntry
 from pycorosync.exec.pidlock import AlreadyRunningError, PidLock
 from pycorosync.exec.rundirs import RunDirs
+from pycorosync.exec.totem.srp import Srp
+from pycorosync.exec.totem.srp_config import SrpConfig
+from pycorosync.exec.totemconfig import read_authkey
+from pycorosync.exec.totemnet import UdpuTransport, transport_notes
+from pycorosync.exec.totemproc import PacketProtection, RingSeqFile, TotemProcess, sd_notify
 from pycorosync.plugins.errors import PluginError
 from pycorosync.plugins.registry import ServiceRegistry
 
 log = subsys_logger("MAIN")
 serv_log = subsys_logger("SERV")
+totem_log = subsys_logger("TOTEM")
 
 
 class ExitCode(IntEnum):
@@ -148,6 +156,7 @@ def _run(options: Options) -> int:
         _report_test(options.config_file, config, registry)
         return ExitCode.OK
     dirs = _prepare_dirs(config)
+    authkey = _read_key(config)
     if not options.foreground:
         _daemonize()
     with LogSys() as logsys:
@@ -157,7 +166,7 @@ def _run(options: Options) -> int:
             log.warning("%s", warning)
         for engine in registry.load_order():
             serv_log.info("Service engine found: %s [%d]", engine.name, engine.service_id)
-        return _serve(config, registry, dirs)
+        return _serve(config, registry, dirs, authkey)
 
 
 def _refuse_setid() -> None:
@@ -215,16 +224,30 @@ def _prepare_dirs(config: LoadedConfig) -> RunDirs:
     return dirs
 
 
-def _serve(config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs) -> int:
+def _read_key(config: LoadedConfig) -> bytes | None:
+    try:
+        return read_authkey(config.totem.crypto)
+    except ConfigError as error:
+        located = config.parsed.locate(error)
+        raise StartupError(
+            ExitCode.MAINCONFIGREAD,
+            f"parser error: {located} (create the key with corosync-keygen and copy it to "
+            "every node)",
+        ) from None
+
+
+def _serve(
+    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs, authkey: bytes | None
+) -> int:
     store = CmapStore()
     install_default_ro_keys(store)
     config.load_into(store)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve_until_stopped(config, registry, dirs))
+        return runner.run(_serve_until_stopped(config, registry, dirs, authkey))
 
 
 async def _serve_until_stopped(
-    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs
+    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs, authkey: bytes | None
 ) -> int:
     # The stop handlers go in before the pid file is written: whoever waits for the pid file
     # may signal at once, and a signal that finds no handler kills us with the pid file left.
@@ -241,14 +264,83 @@ async def _serve_until_stopped(
     try:
         os.chdir(dirs.state_dir)
         node = config.local.require()
-        log.log(NOTICE, "Running as %s; this build has no Totem transport yet.", node.describe())
+        try:
+            totem = _start_totem(config, node, dirs, authkey)
+        except StartupError as error:
+            totem_log.error("%s", error.message)
+            return error.code
         await stop.wait()
         log.log(NOTICE, "Node was shut down by a signal")
+        sd_notify("STOPPING=1")
+        totem.shutdown()
         _unload(registry)
         log.log(NOTICE, "Corosync Cluster Engine exiting normally")
         return ExitCode.OK
     finally:
         lock.release()
+
+
+class _Unprotected:
+    """Stand-in packet protection for crypto none/none until totemcrypto lands."""
+
+    overhead = 0
+
+    def seal(self, payload: bytes) -> bytes:
+        return payload
+
+    def open(self, packet: bytes) -> tuple[int, bytes]:
+        return 0, packet
+
+
+def _protection(config: LoadedConfig) -> tuple[PacketProtection, tuple[type[Exception], ...]]:
+    if config.totem.crypto.enabled:
+        raise StartupError(
+            ExitCode.FATAL,
+            "This build cannot encrypt yet: set crypto_cipher: none and crypto_hash: none",
+        )
+    return _Unprotected(), ()
+
+
+def _start_totem(
+    config: LoadedConfig, node: NodeEntry, dirs: RunDirs, authkey: bytes | None
+) -> TotemProcess:
+    """Bind the socket and start the Totem process; StartupError (exit 15) if it cannot."""
+    totem = config.totem
+    del authkey  # used by the packet crypto
+    protection, errors = _protection(config)
+    ring_seq = RingSeqFile(dirs.state_dir, node.nodeid)
+    try:
+        stored_seq = ring_seq.load()
+    except OSError as error:
+        raise StartupError(ExitCode.FATAL, f"Cannot load the ring id: {error}") from None
+    try:
+        transport = UdpuTransport.from_config(totem, config.nodelist, node.nodeid)
+    except OSError as error:
+        raise StartupError(
+            ExitCode.FATAL,
+            f"Cannot bind to {node.ring0.address} port {node.ring0.port}: {error.strerror}",
+        ) from None
+    for note in transport_notes(totem):
+        totem_log.info("%s", note)
+    totem_log.log(
+        NOTICE,
+        "Initializing transport (UDP/IP Unicast) on %s port %d.",
+        node.ring0.address,
+        node.ring0.port,
+    )
+    members = [entry.nodeid for entry in config.nodelist]
+    core = Srp(SrpConfig.from_totem(totem), node.nodeid, members, stored_seq)
+    process = TotemProcess(
+        loop=asyncio.get_running_loop(),
+        core=core,
+        transport=transport,
+        protection=protection,
+        protection_errors=errors,
+        ring_seq=ring_seq,
+        token_ms=totem.token_ms,
+    )
+    process.start()
+    return process
 
 
 def _stop_on_signals() -> asyncio.Event:

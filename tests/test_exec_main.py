@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,14 @@ def corosync_exec(*args: str, timeout: float = DEADLINE_S) -> subprocess.Complet
     )
 
 
+def free_udp_port() -> int:
+    """A port nothing on 127.0.0.1 uses right now: each daemon here binds its own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def single_node_config(tmp: Path, *, extra_logging: str = "") -> Path:
     conf = tmp / "corosync.conf"
     conf.write_text(
@@ -41,6 +50,10 @@ def single_node_config(tmp: Path, *, extra_logging: str = "") -> Path:
     transport: udpu
     crypto_cipher: none
     crypto_hash: none
+    interface {{
+        linknumber: 0
+        mcastport: {free_udp_port()}
+    }}
 }}
 logging {{
     to_stderr: yes
@@ -153,7 +166,7 @@ def test_bad_logging_value_exits_7_with_its_line(tmp_path: Path) -> None:
     conf = single_node_config(tmp_path, extra_logging="    debug: loud\n")
     result = corosync_exec("-t", "-c", str(conf))
     assert result.returncode == 7
-    assert f"{conf}:12: unknown value for debug." in result.stderr
+    assert f"{conf}:16: unknown value for debug." in result.stderr
 
 
 def test_setid_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,204 @@
+"""The udpu transport: one non-blocking UDP socket, unicast to every member of the nodelist.
+
+Theory of operation
+-------------------
+Totem needs two sends from its transport (totem-notes.md §6.1): a unicast to one node (the
+token, or a commit token) and a "multicast" to every other member. udpu does both with one
+socket bound to this node's link-0 address and port (``nodelist.node.N.ring0_port`` when set,
+else the link's ``mcastport``): :meth:`UdpuTransport.send` is one ``sendto``,
+:meth:`UdpuTransport.broadcast` one ``sendto`` per other member. Every datagram leaves from the
+bound port, so a peer always sees us at the address and port the nodelist gives for us. Several
+nodes on one host therefore need distinct addresses (127.0.0.x) or distinct ports (``::1`` with
+a ``ring0_port`` each). The socket is not ``SO_REUSEADDR``: two nodes configured onto one
+endpoint fail loudly at bind instead of stealing each other's datagrams.
+
+Receiving is batched (DESIGN.md): :meth:`UdpuTransport.read_batch` reads until the socket says
+``EAGAIN`` (bounded per call, so a flood cannot starve the timers) and returns every datagram
+with its source address; the runtime hands the batch to the core, which handles the tokens in
+it last (hard part 9). The kernel buffers are sized for bursts (a full window of datagrams from
+every member), best effort: the kernel clamps them to ``net.core.rmem_max``/``wmem_max``.
+
+``block_unlisted_ips`` (default on): a datagram whose source IP is no node's ring0 address is
+dropped before anything else looks at it, and counted (:attr:`NetStats.rx_unlisted`).
+
+Sending never blocks: a full send buffer or an ICMP error surfacing on the socket drops that one
+datagram and counts it (:attr:`NetStats.tx_dropped`); Totem retransmits as it would on loss.
+
+``transport: knet`` and ``udp`` configurations run on this same unicast path (link 0 only),
+see :func:`transport_notes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from pycorosync.exec.ipaddr import Address
+from pycorosync.exec.nodelist import NodeAddress, Nodelist
+from pycorosync.exec.totemconfig import TotemConfig, Transport
+
+SOCKET_BUFFER_BYTES: Final = 2 << 20
+"""SO_RCVBUF/SO_SNDBUF asked for (the kernel may grant less; it doubles what it grants)."""
+READ_BATCH_MAX: Final = 1024
+"""Datagrams read per wake-up at most; the rest wait for the next one (the socket stays ready)."""
+MAX_DATAGRAM: Final = 65535
+"""No UDP payload is larger; a read buffer of this size never truncates."""
+
+SockAddr = tuple[str, int] | tuple[str, int, int, int]
+"""What ``sendto`` takes: (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6."""
+
+
+@dataclass(slots=True)
+class NetStats:
+    rx: int = 0
+    rx_unlisted: int = 0
+    tx: int = 0
+    tx_dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    data: bytes
+    source: tuple[str, int]
+    """The sender's (IP text, port)."""
+
+
+def sockaddr(address: Address, port: int) -> SockAddr:
+    """The socket address for ``address``:``port`` (an IPv6 scope becomes its index)."""
+    if address.version == 4:
+        return (str(address), port)
+    scope = address.scope_id
+    index = 0
+    if scope:
+        index = int(scope) if scope.isdigit() else socket.if_nametoindex(scope)
+    bare = str(address).split("%", 1)[0]
+    return (bare, port, 0, index)
+
+
+def _ip_text(address: Address) -> str:
+    """The address as ``recvfrom`` spells it (no scope), for the source filter."""
+    return str(address).split("%", 1)[0]
+
+
+class UdpuTransport:
+    """A bound, non-blocking UDP socket and the table of where each member listens."""
+
+    def __init__(
+        self,
+        *,
+        nodeid: int,
+        endpoints: Mapping[int, NodeAddress],
+        block_unlisted_ips: bool = True,
+        buffer_bytes: int = SOCKET_BUFFER_BYTES,
+    ) -> None:
+        if nodeid not in endpoints:
+            raise ValueError(f"node {nodeid} has no link-0 address")
+        self.nodeid = nodeid
+        self.stats = NetStats()
+        local = endpoints[nodeid]
+        self.local = local
+        self._dest = {n: sockaddr(a.address, a.port) for n, a in endpoints.items()}
+        self._others = tuple(self._dest[n] for n in sorted(self._dest) if n != nodeid)
+        self._allowed = (
+            frozenset(_ip_text(a.address) for a in endpoints.values())
+            if block_unlisted_ips
+            else None
+        )
+        family = socket.AF_INET if local.address.version == 4 else socket.AF_INET6
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self._configure(buffer_bytes)
+            self._sock.bind(sockaddr(local.address, local.port))
+        except BaseException:
+            self._sock.close()
+            raise
+        self._buffer = bytearray(MAX_DATAGRAM)
+        self._view = memoryview(self._buffer)
+
+    @classmethod
+    def from_config(cls, totem: TotemConfig, nodelist: Nodelist, nodeid: int) -> UdpuTransport:
+        return cls(
+            nodeid=nodeid,
+            endpoints={node.nodeid: node.ring0 for node in nodelist},
+            block_unlisted_ips=totem.block_unlisted_ips,
+        )
+
+    def _configure(self, buffer_bytes: int) -> None:
+        sock = self._sock
+        sock.setblocking(False)
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):  # best effort: the kernel's default stays
+                sock.setsockopt(socket.SOL_SOCKET, option, buffer_bytes)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def buffer_sizes(self) -> tuple[int, int]:
+        """The receive and send buffer sizes the kernel granted."""
+        sock = self._sock
+        return (
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        )
+
+    def send(self, nodeid: int, data: bytes) -> None:
+        """Unicast ``data`` to ``nodeid`` (which may be this node: a singleton ring's token)."""
+        dest = self._dest.get(nodeid)
+        if dest is not None:
+            self._sendto(data, dest)
+
+    def broadcast(self, data: bytes) -> None:
+        """Send ``data`` to every other member."""
+        for dest in self._others:
+            self._sendto(data, dest)
+
+    def _sendto(self, data: bytes, dest: SockAddr) -> None:
+        try:
+            self._sock.sendto(data, dest)
+        except OSError:
+            # EAGAIN (buffer full), or an ICMP error reported on the socket: one datagram is
+            # lost, which Totem recovers from as from any loss.
+            self.stats.tx_dropped += 1
+        else:
+            self.stats.tx += 1
+
+    def read_batch(self, limit: int = READ_BATCH_MAX) -> list[Datagram]:
+        """Every datagram waiting (at most ``limit``), unlisted sources dropped."""
+        return list(self._read(limit))
+
+    def _read(self, limit: int) -> Iterator[Datagram]:
+        recv, view, allowed, stats = self._sock.recvfrom_into, self._view, self._allowed, self.stats
+        for _ in range(limit):
+            try:
+                size, source = recv(self._buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error queued on the socket; the next read goes on
+            host, port = source[0], source[1]
+            if allowed is not None and host not in allowed:
+                stats.rx_unlisted += 1
+                continue
+            stats.rx += 1
+            yield Datagram(bytes(view[:size]), (host, port))
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def transport_notes(totem: TotemConfig) -> list[str]:
+    """What the operator should know about how the configured transport runs here."""
+    notes = []
+    if totem.transport is Transport.KNET:
+        notes.append("knet links run as udpu: unicast UDP on link 0.")
+    elif totem.transport is Transport.UDP:
+        notes.append("udp (multicast) is not implemented yet: running as udpu on link 0.")
+    if totem.unused_links:
+        links = " ".join(str(link) for link in totem.unused_links)
+        notes.append(f"Links configured but unused (only link 0 carries traffic): {links}")
+    return notes

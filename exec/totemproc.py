@@ -1,0 +1,390 @@
+"""The Totem process runtime: the sans-IO Totem core driven by a uvloop event loop.
+
+Theory of operation
+-------------------
+:class:`TotemProcess` is the thin shell of DESIGN.md around a :class:`~.totem.core_api.TotemCore`.
+Three things wake it, and after each it runs the same step (:meth:`TotemProcess._flush`):
+
+* **The socket is readable** (``loop.add_reader``). The whole batch waiting in the socket is
+  read (:meth:`.totemnet.UdpuTransport.read_batch`), every datagram goes through the packet
+  protection's ``open`` — authentication before any parsing; a datagram that fails is dropped
+  and logged, at most one line per second per reason (:class:`RateLimitedLog`) — and what
+  survives goes to ``core.handle_datagrams`` as one batch. The core handles the tokens of a
+  batch last, so multicasts that arrived before a token are never mistaken for lost ones
+  (totem-notes.md, hard part 9).
+* **The core's timer** (one ``loop.call_at`` for ``core.next_deadline()``). Core time is
+  ``loop.time()``, kept monotonic; a timer that fires early by the loop's millisecond rounding
+  is run at its deadline rather than re-armed in a busy loop.
+* **Shutdown** (:meth:`TotemProcess.shutdown`): ``core.leave`` and its LEAVE datagrams.
+
+The step drains ``core.take_output()`` and acts on the events *before* sending the datagrams of
+the same step, as the driver contract requires: a :class:`~.totem.events.PersistRingSeq` is
+made durable (:class:`RingSeqFile`) before any datagram that could carry the new ring id leaves
+the node; :class:`~.totem.events.TotemLog` lines go to the TOTEM subsystem; a REGULAR
+configuration is logged as Corosync logs it, and the first one makes the node ready ("ready to
+provide service.", ``READY=1`` to systemd through :func:`sd_notify`). Then every datagram is
+sealed (one ``seal`` per datagram, shared by all its destinations) and sent in order. A token
+this node sends to itself (a singleton ring) is handed back to the core on the next loop
+iteration without touching the network.
+
+**Scheduling pauses.** :class:`PauseMonitor` runs a timer every token/5; when the gap between
+two runs exceeds 0.8 x token, the loop was not scheduled (a stopped process, swapping, a stall
+in our own code) and Corosync's warning is logged, so an operator sees why the token was lost.
+
+Nothing here blocks the loop except the ring-seq write: a few bytes, fsync'd, once per new ring
+(membership changes, not per message) — durable before the datagrams that follow, by design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, Protocol
+
+from pycorosync.exec.logformat import NOTICE
+from pycorosync.exec.logsys import subsys_logger
+from pycorosync.exec.totem.core_api import Send, TotemCore
+from pycorosync.exec.totem.events import (
+    ConfigChange,
+    ConfigKind,
+    PersistRingSeq,
+    TotemEvent,
+    TotemLog,
+)
+from pycorosync.exec.totemnet import Datagram
+
+totem_log = subsys_logger("TOTEM")
+main_log = subsys_logger("MAIN")
+
+PAUSE_FRACTION: Final = 0.8
+"""A loop gap above this fraction of the token timeout is logged as a scheduling pause."""
+DROP_LOG_INTERVAL_S: Final = 1.0
+DROP_REASONS_MAX: Final = 32
+"""Distinct drop reasons tracked for rate limiting; further ones share one bucket."""
+
+
+class PacketProtection(Protocol):
+    """What the runtime needs from packet protection (``totemcrypto.PacketCrypto``)."""
+
+    @property
+    def overhead(self) -> int: ...
+
+    def seal(self, payload: bytes) -> bytes: ...
+
+    def open(self, packet: bytes) -> tuple[int, bytes]: ...
+
+
+class Transport(Protocol):
+    """What the runtime needs from a transport (:class:`.totemnet.UdpuTransport`)."""
+
+    nodeid: int
+
+    def fileno(self) -> int: ...
+
+    def send(self, nodeid: int, data: bytes) -> None: ...
+
+    def broadcast(self, data: bytes) -> None: ...
+
+    def read_batch(self) -> list[Datagram]: ...
+
+
+# --- the ring seq on disk --------------------------------------------------------------------
+
+
+class RingSeqFile:
+    """``<state_dir>/ringid_<nodeid>``: the highest ring seq this node has used, as text."""
+
+    def __init__(self, state_dir: str, nodeid: int) -> None:
+        self.path = os.path.join(state_dir, f"ringid_{nodeid}")
+
+    def load(self) -> int:
+        """The stored seq; 0 when there is none. An unreadable file is an OSError."""
+        try:
+            with open(self.path, encoding="ascii") as file:
+                text = file.read().strip()
+        except FileNotFoundError:
+            return 0
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise OSError(f"{self.path} holds no ring sequence number: {text[:40]!r}") from None
+        if value < 0:
+            raise OSError(f"{self.path} holds a negative ring sequence number")
+        return value
+
+    def save(self, seq: int) -> None:
+        """Replace the file atomically and durably: temporary file, fsync, rename, fsync dir.
+
+        This blocks the event loop for the fsyncs; it runs once per new ring, and the datagrams
+        that follow must not leave before it is durable (hard part 1).
+        """
+        tmp = f"{self.path}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, f"{seq}\n".encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        directory = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+# --- systemd readiness ----------------------------------------------------------------------
+
+
+def sd_notify(state: str, environ: Mapping[str, str] = os.environ) -> bool:
+    """Send ``state`` (``READY=1``, ``STOPPING=1``) to systemd's ``$NOTIFY_SOCKET``, if any.
+
+    The protocol is one datagram on a Unix socket; ``@`` starts an abstract-namespace name.
+    Never blocks and never raises: readiness is advice to the service manager.
+    """
+    path = environ.get("NOTIFY_SOCKET")
+    if not path or path[0] not in "/@":
+        return False
+    address = "\0" + path[1:] if path[0] == "@" else path
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.setblocking(False)
+            sock.sendto(state.encode("utf-8"), address)
+    except OSError:
+        return False
+    return True
+
+
+# --- rate-limited drop log ------------------------------------------------------------------
+
+
+class RateLimitedLog:
+    """At most one line per ``interval`` seconds per reason; the next one counts the rest."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        level: int,
+        clock: Callable[[], float],
+        interval: float = DROP_LOG_INTERVAL_S,
+    ) -> None:
+        self._logger, self._level, self._clock, self._interval = logger, level, clock, interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self.total = 0
+
+    def __call__(self, reason: str, detail: str) -> None:
+        self.total += 1
+        if reason not in self._last and len(self._last) >= DROP_REASONS_MAX:
+            reason = "other"
+        now = self._clock()
+        last = self._last.get(reason)
+        if last is not None and now - last < self._interval:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        suppressed = self._suppressed.pop(reason, 0)
+        more = f" ({suppressed} similar suppressed)" if suppressed else ""
+        self._logger.log(self._level, "%s: %s%s", detail, reason, more)
+
+
+# --- scheduling pauses ----------------------------------------------------------------------
+
+
+class PauseMonitor:
+    """Warns, in Corosync's words, when the event loop was not scheduled for most of a token."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, token_ms: int) -> None:
+        self._loop = loop
+        self._period = token_ms / 5000.0
+        self._threshold = PAUSE_FRACTION * token_ms / 1000.0
+        self._last = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self.pauses = 0
+
+    def start(self) -> None:
+        self._last = self._loop.time()
+        self._handle = self._loop.call_later(self._period, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        gap = now - self._last
+        if gap > self._threshold:
+            self.pauses += 1
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - gap))
+            main_log.warning(
+                "Corosync main process was not scheduled (@%s) for %0.4f ms "
+                "(threshold is %0.4f ms). Consider token timeout increase.",
+                stamp,
+                gap * 1000.0,
+                self._threshold * 1000.0,
+            )
+        self._last = now
+        self._handle = self._loop.call_later(self._period, self._tick)
+
+
+# --- the runtime ----------------------------------------------------------------------------
+
+
+class TotemProcess:
+    """One node's Totem core on an event loop; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        core: TotemCore,
+        transport: Transport,
+        protection: PacketProtection,
+        protection_errors: tuple[type[Exception], ...],
+        ring_seq: RingSeqFile,
+        token_ms: int,
+        notify: Callable[[str], object] = sd_notify,
+    ) -> None:
+        self._loop = loop
+        self._core = core
+        self._net = transport
+        self._protect = protection
+        self._errors = protection_errors
+        self._ring_seq = ring_seq
+        self._notify = notify
+        self._now = loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._pause = PauseMonitor(loop, token_ms)
+        self._rejected = RateLimitedLog(totem_log, logging.WARNING, loop.time)
+        self._running = False
+        self.ready = asyncio.Event()
+        self.deliveries = 0
+        self.regular_configs: list[ConfigChange] = []
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._running = True
+        self._loop.add_reader(self._net.fileno(), self._on_readable)
+        self._pause.start()
+        self._core.start(self._clock())
+        self._flush()
+
+    def shutdown(self) -> None:
+        """Leave the ring (the others reconfigure at once) and stop handling anything."""
+        if not self._running:
+            return
+        self._running = False
+        self._loop.remove_reader(self._net.fileno())
+        self._pause.stop()
+        self._cancel_timer()
+        self._core.leave(self._clock())
+        self._flush()
+
+    # -- wake-ups --------------------------------------------------------------------------
+
+    def _clock(self) -> float:
+        now = max(self._loop.time(), self._now)
+        self._now = now
+        return now
+
+    def _on_readable(self) -> None:
+        batch = self._net.read_batch()
+        payloads = self._open_all(batch)
+        if payloads and self._running:
+            self._core.handle_datagrams(payloads, self._clock())
+            self._flush()
+
+    def _open_all(self, batch: Sequence[Datagram]) -> list[bytes]:
+        payloads = []
+        open_packet = self._protect.open
+        for datagram in batch:
+            try:
+                _sender, payload = open_packet(datagram.data)
+            except self._errors as error:
+                host, port = datagram.source
+                where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                self._rejected(str(error), f"Packet from {where} rejected")
+                continue
+            payloads.append(payload)
+        return payloads
+
+    def _on_timer(self) -> None:
+        deadline = self._deadline
+        self._timer = self._deadline = None
+        if not self._running:
+            return
+        now = self._clock()
+        if deadline is not None and now < deadline:
+            # The loop rounds timers to milliseconds; run it at its deadline, not in a spin.
+            now = self._now = deadline
+        self._core.handle_timer(now)
+        self._flush()
+
+    def _on_self_token(self, data: bytes) -> None:
+        if self._running:
+            self._core.handle_datagrams([data], self._clock())
+            self._flush()
+
+    # -- one step's output -----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        sends, events = self._core.take_output()
+        regular = [change for event in events if (change := self._on_event(event)) is not None]
+        for change in regular:  # after the step's TOTEM lines ("A new membership ...")
+            self._on_regular(change)
+        for send in sends:
+            self._send(send)
+        if self._running:
+            self._arm_timer()
+
+    def _send(self, send: Send) -> None:
+        if send.dest == self._net.nodeid:
+            self._loop.call_soon(self._on_self_token, send.data)
+            return
+        packet = self._protect.seal(send.data)
+        if send.dest is None:
+            self._net.broadcast(packet)
+        else:
+            self._net.send(send.dest, packet)
+
+    def _arm_timer(self) -> None:
+        deadline = self._core.next_deadline()
+        if deadline == self._deadline:
+            return
+        self._cancel_timer()
+        if deadline is not None:
+            self._deadline = deadline
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._deadline = None
+
+    def _on_event(self, event: TotemEvent) -> ConfigChange | None:
+        """Act on one event; a REGULAR configuration is returned, to handle after the rest."""
+        if isinstance(event, PersistRingSeq):
+            self._ring_seq.save(event.seq)
+        elif isinstance(event, TotemLog):
+            totem_log.log(event.level, "%s", event.text)
+        elif isinstance(event, ConfigChange):
+            return event if event.kind is ConfigKind.REGULAR else None
+        else:
+            self.deliveries += 1  # no service engines yet to hand deliveries to
+        return None
+
+    def _on_regular(self, change: ConfigChange) -> None:
+        self.regular_configs.append(change)
+        members = " ".join(str(nodeid) for nodeid in change.members)
+        main_log.log(NOTICE, "Members[%d]: %s", len(change.members), members)
+        if not self.ready.is_set():
+            self.ready.set()
+            main_log.log(NOTICE, "Completed service synchronization, ready to provide service.")
+            self._notify("READY=1")

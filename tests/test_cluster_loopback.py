@@ -1,0 +1,359 @@
+"""Real ``corosync-exec`` processes forming clusters over udpu on loopback addresses.
+
+Each test owns a block of addresses no other test uses (127.0.<block>.x, or ::1 with ports of
+its own), a short run directory under /tmp and its own keys. Every wait polls the nodes' logs
+with a deadline; a timing bound is three times the configured figure (DESIGN.md, Testing).
+Token 1000 ms with token_coefficient 0 keeps failure detection near 2 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.xdist_group("loopback")
+
+TOKEN_MS = 1000
+CONSENSUS_MS = 1200
+DETECT_BOUND_S = 3 * (TOKEN_MS + CONSENSUS_MS) / 1000
+DEADLINE_S = 20.0
+PORT = 15405
+EXEC = (sys.executable, "-m", "pycorosync.exec.main")
+
+_MEMBERS = re.compile(r"\[MAIN  \] Members\[\d+\]: ([0-9 ]+)$", re.MULTILINE)
+_RING = re.compile(r"A new membership \(([0-9a-f]+\.[0-9a-f]+)\) was formed")
+
+
+def wait_until(predicate: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> float:
+    """Poll ``predicate`` until it holds; the seconds it took. Fails after ``deadline_s``."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > deadline_s:
+            pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def make_key(path: Path, size: int = 256) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "pycorosync.tools.keygen", "-k", str(path), "-s", str(size)],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+@dataclass
+class Node:
+    nodeid: int
+    address: str
+    port: int
+    base: Path
+    keyfile: Path | None
+    proc: subprocess.Popen[bytes] | None = None
+    mark: int = 0
+
+    @property
+    def conf(self) -> Path:
+        return self.base / f"n{self.nodeid}.conf"
+
+    @property
+    def log(self) -> Path:
+        return self.base / f"n{self.nodeid}.log"
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*EXEC, "-f", "-c", str(self.conf), "-n", str(self.nodeid)],
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
+
+    def text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def since_mark(self) -> str:
+        return self.text()[self.mark :]
+
+    def set_mark(self) -> None:
+        self.mark = len(self.text())
+
+    def members(self) -> str | None:
+        """The last ``Members[N]: ...`` this node logged (since the mark)."""
+        found = _MEMBERS.findall(self.since_mark())
+        return found[-1].strip() if found else None
+
+    def ring(self) -> str | None:
+        found = _RING.findall(self.since_mark())
+        return found[-1] if found else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait_exit(self) -> int:
+        assert self.proc is not None
+        return self.proc.wait(DEADLINE_S)
+
+
+@dataclass
+class Cluster:
+    nodes: list[Node]
+    base: Path
+    extra_totem: str = ""
+    crypto: bool = True
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def node(self, nodeid: int) -> Node:
+        return self.nodes[nodeid - 1]
+
+    def write_configs(self) -> None:
+        for node in self.nodes:
+            node.conf.write_text(self.config_for(node))
+
+    def config_for(self, node: Node) -> str:
+        if self.crypto:
+            assert node.keyfile is not None
+            crypto = f"    keyfile: {node.keyfile}\n"
+        else:
+            crypto = "    crypto_cipher: none\n    crypto_hash: none\n"
+        entries = "".join(
+            f"    node {{\n        nodeid: {n.nodeid}\n        ring0_addr: {n.address}\n"
+            f"        ring0_port: {n.port}\n    }}\n"
+            for n in self.nodes
+        )
+        return (
+            f"totem {{\n    version: 2\n    cluster_name: loop\n    transport: udpu\n"
+            f"    token: {TOKEN_MS}\n    token_coefficient: 0\n{crypto}{self.extra_totem}}}\n"
+            "logging {\n    to_stderr: yes\n    to_syslog: no\n    timestamp: off\n}\n"
+            f"system {{\n    run_dir: {node.base}/r{node.nodeid}\n"
+            f"    state_dir: {node.base}/s{node.nodeid}\n}}\n"
+            f"nodelist {{\n{entries}}}\n"
+        )
+
+    def start(self) -> None:
+        self.write_configs()
+        for node in self.nodes:
+            node.start()
+
+    def running(self) -> list[Node]:
+        return [node for node in self.nodes if node.alive()]
+
+    def set_marks(self) -> None:
+        for node in self.nodes:
+            node.set_mark()
+
+    def formed(self, nodes: list[Node]) -> bool:
+        """Every one of ``nodes`` has installed one ring made of exactly ``nodes``."""
+        expected = " ".join(str(node.nodeid) for node in nodes)
+        rings = {node.ring() for node in nodes}
+        return all(node.members() == expected for node in nodes) and len(rings) == 1
+
+    def wait_formed(self, nodes: list[Node] | None = None, deadline_s: float = DEADLINE_S) -> float:
+        nodes = self.nodes if nodes is None else nodes
+        ids = [node.nodeid for node in nodes]
+        return wait_until(lambda: self.formed(nodes), f"one ring of {ids}", deadline_s)
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            if node.alive():
+                assert node.proc is not None
+                node.proc.kill()
+                node.proc.wait(DEADLINE_S)
+
+
+def _ipv6_loopback() -> str | None:
+    """Why ::1 cannot be used here, or None when it can."""
+    if not socket.has_ipv6:
+        return "Python was built without IPv6"
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as error:
+        return f"this host cannot bind ::1 ({error.strerror})"
+    return None
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="pcs-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+MakeCluster = Callable[..., Cluster]
+
+
+@pytest.fixture
+def make_cluster(base: Path) -> Iterator[MakeCluster]:
+    """``make_cluster(block, count=3, crypto=False)``: nodes on 127.0.<block>.1..count."""
+    made: list[Cluster] = []
+
+    def make(block: int, count: int = 3, *, crypto: bool = False) -> Cluster:
+        key = make_key(base / "authkey") if crypto else None
+        nodes = [Node(i, f"127.0.{block}.{i}", PORT, base, key) for i in range(1, count + 1)]
+        cluster = Cluster(nodes, base, crypto=crypto)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop_all()
+
+
+def formed_ring(make_cluster: MakeCluster, block: int) -> Cluster:
+    cluster = make_cluster(block)
+    cluster.start()
+    cluster.wait_formed()
+    cluster.set_marks()
+    return cluster
+
+
+def test_three_nodes_form_one_ring(make_cluster: MakeCluster, base: Path) -> None:
+    cluster = make_cluster(20)
+    cluster.start()
+    took = cluster.wait_formed()
+    for node in cluster.nodes:
+        assert "ready to provide service." in node.text()
+        assert int((base / f"s{node.nodeid}" / f"ringid_{node.nodeid}").read_text()) > 0
+    print(f"3-node ring formed {took:.3f} s after start")
+
+
+def test_kill_9_then_reform_then_rejoin(make_cluster: MakeCluster) -> None:
+    ring = formed_ring(make_cluster, 21)
+    victim = ring.node(3)
+    survivors = [ring.node(1), ring.node(2)]
+    seq_before = int((ring.base / "s3" / "ringid_3").read_text())
+    victim.signal(signal.SIGKILL)
+    victim.wait_exit()
+    took = ring.wait_formed(survivors, deadline_s=DETECT_BOUND_S)
+    # The first to miss the token says so; the other follows its JOIN.
+    assert any("A processor failed, forming new configuration" in n.since_mark() for n in survivors)
+    for node in survivors:
+        assert "Members left: 3" in node.since_mark()
+    print(f"failure of node 3 detected and ring re-formed in {took:.3f} s")
+    ring.set_marks()
+    victim.start()
+    rejoin = ring.wait_formed()
+    assert "Members joined: 3" in ring.node(1).since_mark()
+    assert int((ring.base / "s3" / "ringid_3").read_text()) > seq_before
+    print(f"node 3 restarted and rejoined in {rejoin:.3f} s")
+
+
+def test_sigterm_leaves_and_others_reconfigure_before_the_token_timeout(
+    make_cluster: MakeCluster,
+) -> None:
+    ring = formed_ring(make_cluster, 22)
+    leaver = ring.node(2)
+    survivors = [ring.node(1), ring.node(3)]
+    start = time.monotonic()
+    leaver.signal(signal.SIGTERM)
+    ring.wait_formed(survivors, deadline_s=DEADLINE_S)
+    took = time.monotonic() - start
+    assert leaver.wait_exit() == 0
+    assert "Corosync Cluster Engine exiting normally" in leaver.since_mark()
+    for node in survivors:
+        assert "A processor failed" not in node.since_mark()
+    print(f"leave took {took:.3f} s")
+    assert took < TOKEN_MS / 1000
+
+
+def test_garbage_flood_neither_crashes_nor_disturbs_the_ring(make_cluster: MakeCluster) -> None:
+    ring = formed_ring(make_cluster, 23)
+    rng = random.Random(4)
+    targets = [(node.address, node.port) for node in ring.nodes]
+    rings_before = [node.ring() for node in ring.nodes]
+    # From a listed address (it passes the source filter) and from an unlisted one.
+    senders = [("127.0.23.1", 0), ("127.0.23.99", 0)]
+    for local in senders:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood:
+            flood.bind(local)
+            for _ in range(3000):
+                payload = rng.randbytes(rng.choice((1, 13, 60, 200, 1400)))
+                for target in targets:
+                    with contextlib.suppress(BlockingIOError):
+                        flood.sendto(payload, target)
+    # The ring still works: a member leaves and the other two reconfigure without token loss.
+    ring.node(3).signal(signal.SIGTERM)
+    ring.wait_formed([ring.node(1), ring.node(2)])
+    assert ring.node(3).wait_exit() == 0
+    for node, before in zip(ring.nodes[:2], rings_before, strict=False):
+        text = node.since_mark()
+        assert node.alive()
+        assert "A processor failed" not in text
+        assert "Traceback" not in text
+        assert len(_RING.findall(text)) == 1, (before, text[-2000:])
+
+
+def test_ipv6_loopback_with_a_port_per_node(base: Path) -> None:
+    reason = _ipv6_loopback()
+    if reason is not None:
+        pytest.skip(reason)
+    nodes = [Node(i, "::1", 25395 + 10 * i, base, None) for i in (1, 2, 3)]
+    cluster = Cluster(nodes, base, crypto=False)
+    try:
+        cluster.start()
+        cluster.wait_formed()
+        assert "on ::1 port 25405" in cluster.node(1).text()
+    finally:
+        cluster.stop_all()
+
+
+def test_ready_is_told_to_systemd(base: Path) -> None:
+    path = base / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        listener.settimeout(DEADLINE_S)
+        node = Node(1, "127.0.24.1", PORT, base, None)
+        cluster = Cluster([node], base, crypto=False)
+        cluster.write_configs()
+        try:
+            node.start(env={**os.environ, "NOTIFY_SOCKET": str(path)})
+            assert listener.recv(4096) == b"READY=1"
+            node.signal(signal.SIGTERM)
+            assert listener.recv(4096) == b"STOPPING=1"
+            assert node.wait_exit() == 0
+        finally:
+            cluster.stop_all()
+
+
+def test_a_scheduling_pause_is_logged(base: Path) -> None:
+    node = Node(1, "127.0.25.1", PORT, base, None)
+    cluster = Cluster([node], base, crypto=False)
+    try:
+        cluster.start()
+        cluster.wait_formed()
+        node.signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        # The fault itself: the process is held stopped for more than 0.8 x token.
+        wait_until(lambda: time.monotonic() - stopped > 1.2 * TOKEN_MS / 1000, "the pause")
+        node.signal(signal.SIGCONT)
+        wait_until(
+            lambda: "Corosync main process was not scheduled" in node.text(), "the pause warning"
+        )
+        assert "Consider token timeout increase." in node.text()
+    finally:
+        cluster.stop_all()

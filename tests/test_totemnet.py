@@ -1,0 +1,126 @@
+"""The udpu transport and the runtime's small parts, without a daemon."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from pycorosync.exec.nodelist import NodeAddress
+from pycorosync.exec.totemnet import UdpuTransport
+from pycorosync.exec.totemproc import RateLimitedLog, RingSeqFile, sd_notify
+
+pytestmark = pytest.mark.xdist_group("loopback")
+
+
+def _endpoint(ip: str, port: int) -> NodeAddress:
+    return NodeAddress(link=0, text=ip, address=ipaddress.ip_address(ip), port=port)
+
+
+def _free_port(ip: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((ip, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_unicast_broadcast_and_batched_reads() -> None:
+    ips = ["127.0.30.1", "127.0.30.2", "127.0.30.3"]
+    endpoints = {i + 1: _endpoint(ip, _free_port(ip)) for i, ip in enumerate(ips)}
+    nets = {n: UdpuTransport(nodeid=n, endpoints=endpoints) for n in endpoints}
+    try:
+        for i in range(50):
+            nets[1].broadcast(b"m%d" % i)
+        nets[2].send(1, b"token")
+        for n in (2, 3):
+            batch = nets[n].read_batch()
+            assert [d.data for d in batch] == [b"m%d" % i for i in range(50)]
+            assert {d.source for d in batch} == {(ips[0], endpoints[1].port)}
+        assert [d.data for d in nets[1].read_batch()] == [b"token"]
+        assert nets[1].read_batch() == []
+        assert nets[1].read_batch(limit=5) == []
+        rcvbuf, sndbuf = nets[1].buffer_sizes()
+        assert rcvbuf > 0
+        assert sndbuf > 0
+    finally:
+        for net in nets.values():
+            net.close()
+
+
+def test_unlisted_sources_are_dropped_and_counted() -> None:
+    ip = "127.0.30.11"
+    endpoints = {1: _endpoint(ip, _free_port(ip))}
+    net = UdpuTransport(nodeid=1, endpoints=endpoints)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            stranger.bind(("127.0.30.12", 0))
+            for _ in range(10):
+                stranger.sendto(b"x", (ip, endpoints[1].port))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as neighbour:
+            neighbour.bind((ip, 0))
+            neighbour.sendto(b"y", (ip, endpoints[1].port))
+        assert [d.data for d in net.read_batch()] == [b"y"]
+        assert net.stats.rx_unlisted == 10
+    finally:
+        net.close()
+
+
+def test_a_second_node_on_one_endpoint_fails_to_bind() -> None:
+    ip = "127.0.30.21"
+    endpoints = {1: _endpoint(ip, _free_port(ip))}
+    net = UdpuTransport(nodeid=1, endpoints=endpoints)
+    try:
+        with pytest.raises(OSError, match="in use"):
+            UdpuTransport(nodeid=1, endpoints=endpoints)
+    finally:
+        net.close()
+
+
+def test_ring_seq_file_round_trip(tmp_path: Path) -> None:
+    store = RingSeqFile(str(tmp_path), 7)
+    assert store.load() == 0
+    store.save(12)
+    store.save(16)
+    assert store.load() == 16
+    assert sorted(os.listdir(tmp_path)) == ["ringid_7"]
+    Path(store.path).write_text("junk")
+    with pytest.raises(OSError, match="no ring sequence number"):
+        store.load()
+
+
+def test_sd_notify_abstract_and_path_sockets(tmp_path: Path) -> None:
+    assert not sd_notify("READY=1", {})
+    name = f"pycorosync-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind("\0" + name)
+        assert sd_notify("READY=1", {"NOTIFY_SOCKET": "@" + name})
+        assert listener.recv(100) == b"READY=1"
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        assert sd_notify("STOPPING=1", {"NOTIFY_SOCKET": str(path)})
+        assert listener.recv(100) == b"STOPPING=1"
+    assert not sd_notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "absent")})
+
+
+def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    logger = logging.getLogger("pycorosync.TEST")
+    drop = RateLimitedLog(logger, logging.WARNING, lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="pycorosync.TEST"):
+        for _ in range(5):
+            drop("digest does not match", "Packet from 1.2.3.4:5 rejected")
+        drop("too short", "Packet from 1.2.3.4:5 rejected")
+        now[0] = 1.5
+        drop("digest does not match", "Packet from 1.2.3.4:5 rejected")
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "Packet from 1.2.3.4:5 rejected: digest does not match",
+        "Packet from 1.2.3.4:5 rejected: too short",
+        "Packet from 1.2.3.4:5 rejected: digest does not match (4 similar suppressed)",
+    ]
+    assert drop.total == 7
