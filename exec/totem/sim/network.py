@@ -157,6 +157,11 @@ class SimNetwork:
         self._recompute()
 
     @property
+    def in_flight_until(self) -> float:
+        """When the last datagram already on a FIFO link arrives (a fault can leave a backlog)."""
+        return max((link.last for link in self._links.values()), default=0.0)
+
+    @property
     def impaired(self) -> bool:
         return bool(self._overlays)
 
@@ -204,8 +209,9 @@ class SimNetwork:
         link.last = max(link.last, at)
         out.append((at, dst))
         if link.dup and rng.random() < link.dup:
-            again = max(at + rng.random() * link.latency, link.last if link.fifo else at)
-            link.last = max(link.last, again)
+            # A copy may trail the original by up to one latency; it does not hold back the
+            # link's later datagrams (otherwise FIFO + dup compounds into a backlog of seconds).
+            again = at + rng.random() * link.latency
             out.append((again, dst))
             self.duplicated += 1
             if self._trace is not None:
