@@ -23,6 +23,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -43,14 +44,16 @@ from pycorosync.exec.rundirs import RunDirs
 from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.totem.srp_config import SrpConfig
 from pycorosync.exec.totemconfig import read_authkey
+from pycorosync.exec.totemcrypto import PacketCrypto
 from pycorosync.exec.totemnet import UdpuTransport, transport_notes
-from pycorosync.exec.totemproc import PacketProtection, RingSeqFile, TotemProcess, sd_notify
+from pycorosync.exec.totemproc import RingSeqFile, TotemProcess, sd_notify
 from pycorosync.plugins.errors import PluginError
 from pycorosync.plugins.registry import ServiceRegistry
 
 log = subsys_logger("MAIN")
 serv_log = subsys_logger("SERV")
 totem_log = subsys_logger("TOTEM")
+_KEYGEN_HINT = " (create the key with corosync-keygen and copy it to every node)"
 
 
 class ExitCode(IntEnum):
@@ -156,7 +159,7 @@ def _run(options: Options) -> int:
         _report_test(options.config_file, config, registry)
         return ExitCode.OK
     dirs = _prepare_dirs(config)
-    authkey = _read_key(config)
+    protection = _packet_crypto(config)
     if not options.foreground:
         _daemonize()
     with LogSys() as logsys:
@@ -166,7 +169,7 @@ def _run(options: Options) -> int:
             log.warning("%s", warning)
         for engine in registry.load_order():
             serv_log.info("Service engine found: %s [%d]", engine.name, engine.service_id)
-        return _serve(config, registry, dirs, authkey)
+        return _serve(config, registry, dirs, protection)
 
 
 def _refuse_setid() -> None:
@@ -224,30 +227,32 @@ def _prepare_dirs(config: LoadedConfig) -> RunDirs:
     return dirs
 
 
-def _read_key(config: LoadedConfig) -> bytes | None:
+def _packet_crypto(config: LoadedConfig) -> PacketCrypto:
+    """The packet protection of this boot (the boot id grows across restarts: the clock)."""
+    crypto = config.totem.crypto
+    members = [node.nodeid for node in config.nodelist]
     try:
-        return read_authkey(config.totem.crypto)
+        authkey = read_authkey(crypto)
+        nodeid = config.local.require().nodeid
+        return PacketCrypto(crypto, authkey, nodeid, members, boot_id=time.time_ns())
     except ConfigError as error:
         located = config.parsed.locate(error)
-        raise StartupError(
-            ExitCode.MAINCONFIGREAD,
-            f"parser error: {located} (create the key with corosync-keygen and copy it to "
-            "every node)",
-        ) from None
+        hint = "" if "corosync-keygen" in str(error) else _KEYGEN_HINT
+        raise StartupError(ExitCode.MAINCONFIGREAD, f"parser error: {located}{hint}") from None
 
 
 def _serve(
-    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs, authkey: bytes | None
+    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs, protection: PacketCrypto
 ) -> int:
     store = CmapStore()
     install_default_ro_keys(store)
     config.load_into(store)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve_until_stopped(config, registry, dirs, authkey))
+        return runner.run(_serve_until_stopped(config, registry, dirs, protection))
 
 
 async def _serve_until_stopped(
-    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs, authkey: bytes | None
+    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs, protection: PacketCrypto
 ) -> int:
     # The stop handlers go in before the pid file is written: whoever waits for the pid file
     # may signal at once, and a signal that finds no handler kills us with the pid file left.
@@ -265,7 +270,7 @@ async def _serve_until_stopped(
         os.chdir(dirs.state_dir)
         node = config.local.require()
         try:
-            totem = _start_totem(config, node, dirs, authkey)
+            totem = _start_totem(config, node, dirs, protection)
         except StartupError as error:
             totem_log.error("%s", error.message)
             return error.code
@@ -280,34 +285,11 @@ async def _serve_until_stopped(
         lock.release()
 
 
-class _Unprotected:
-    """Stand-in packet protection for crypto none/none until totemcrypto lands."""
-
-    overhead = 0
-
-    def seal(self, payload: bytes) -> bytes:
-        return payload
-
-    def open(self, packet: bytes) -> tuple[int, bytes]:
-        return 0, packet
-
-
-def _protection(config: LoadedConfig) -> tuple[PacketProtection, tuple[type[Exception], ...]]:
-    if config.totem.crypto.enabled:
-        raise StartupError(
-            ExitCode.FATAL,
-            "This build cannot encrypt yet: set crypto_cipher: none and crypto_hash: none",
-        )
-    return _Unprotected(), ()
-
-
 def _start_totem(
-    config: LoadedConfig, node: NodeEntry, dirs: RunDirs, authkey: bytes | None
+    config: LoadedConfig, node: NodeEntry, dirs: RunDirs, protection: PacketCrypto
 ) -> TotemProcess:
     """Bind the socket and start the Totem process; StartupError (exit 15) if it cannot."""
     totem = config.totem
-    del authkey  # used by the packet crypto
-    protection, errors = _protection(config)
     ring_seq = RingSeqFile(dirs.state_dir, node.nodeid)
     try:
         stored_seq = ring_seq.load()
@@ -335,7 +317,6 @@ def _start_totem(
         core=core,
         transport=transport,
         protection=protection,
-        protection_errors=errors,
         ring_seq=ring_seq,
         token_ms=totem.token_ms,
     )

@@ -55,6 +55,7 @@ from pycorosync.exec.totem.events import (
     TotemEvent,
     TotemLog,
 )
+from pycorosync.exec.totemcrypto import CryptoError
 from pycorosync.exec.totemnet import Datagram
 
 totem_log = subsys_logger("TOTEM")
@@ -68,7 +69,8 @@ DROP_REASONS_MAX: Final = 32
 
 
 class PacketProtection(Protocol):
-    """What the runtime needs from packet protection (``totemcrypto.PacketCrypto``)."""
+    """What the runtime needs from packet protection (:class:`.totemcrypto.PacketCrypto`);
+    ``open`` raises :class:`.totemcrypto.CryptoError` for a packet to drop."""
 
     @property
     def overhead(self) -> int: ...
@@ -177,19 +179,20 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
         self.total = 0
 
-    def __call__(self, reason: str, detail: str) -> None:
+    def __call__(self, key: str, line: str) -> None:
+        """Log ``line`` unless a line of reason ``key`` went out less than ``interval`` ago."""
         self.total += 1
-        if reason not in self._last and len(self._last) >= DROP_REASONS_MAX:
-            reason = "other"
+        if key not in self._last and len(self._last) >= DROP_REASONS_MAX:
+            key = "other"
         now = self._clock()
-        last = self._last.get(reason)
+        last = self._last.get(key)
         if last is not None and now - last < self._interval:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
-        self._last[reason] = now
-        suppressed = self._suppressed.pop(reason, 0)
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
         more = f" ({suppressed} similar suppressed)" if suppressed else ""
-        self._logger.log(self._level, "%s: %s%s", detail, reason, more)
+        self._logger.log(self._level, "%s%s", line, more)
 
 
 # --- scheduling pauses ----------------------------------------------------------------------
@@ -245,7 +248,6 @@ class TotemProcess:
         core: TotemCore,
         transport: Transport,
         protection: PacketProtection,
-        protection_errors: tuple[type[Exception], ...],
         ring_seq: RingSeqFile,
         token_ms: int,
         notify: Callable[[str], object] = sd_notify,
@@ -254,7 +256,6 @@ class TotemProcess:
         self._core = core
         self._net = transport
         self._protect = protection
-        self._errors = protection_errors
         self._ring_seq = ring_seq
         self._notify = notify
         self._now = loop.time()
@@ -307,10 +308,10 @@ class TotemProcess:
         for datagram in batch:
             try:
                 _sender, payload = open_packet(datagram.data)
-            except self._errors as error:
+            except CryptoError as error:
                 host, port = datagram.source
                 where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-                self._rejected(str(error), f"Packet from {where} rejected")
+                self._rejected(error.kind, f"Packet from {where} rejected: {error.reason}")
                 continue
             payloads.append(payload)
         return payloads

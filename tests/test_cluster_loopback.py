@@ -209,10 +209,13 @@ MakeCluster = Callable[..., Cluster]
 
 @pytest.fixture
 def make_cluster(base: Path) -> Iterator[MakeCluster]:
-    """``make_cluster(block, count=3, crypto=False)``: nodes on 127.0.<block>.1..count."""
+    """``make_cluster(block, count=3, crypto=True)``: nodes on 127.0.<block>.1..count.
+
+    With crypto the configuration names only the key file: the cipher and hash are the
+    defaults (aes256, sha256), secure by default."""
     made: list[Cluster] = []
 
-    def make(block: int, count: int = 3, *, crypto: bool = False) -> Cluster:
+    def make(block: int, count: int = 3, *, crypto: bool = True) -> Cluster:
         key = make_key(base / "authkey") if crypto else None
         nodes = [Node(i, f"127.0.{block}.{i}", PORT, base, key) for i in range(1, count + 1)]
         cluster = Cluster(nodes, base, crypto=crypto)
@@ -306,14 +309,34 @@ def test_garbage_flood_neither_crashes_nor_disturbs_the_ring(make_cluster: MakeC
         assert "A processor failed" not in text
         assert "Traceback" not in text
         assert len(_RING.findall(text)) == 1, (before, text[-2000:])
+        # Refused at the packet protection, before any parsing, and logged rate-limited.
+        rejected = text.count("rejected: not a pycorosync Totem packet")
+        assert 1 <= rejected <= 10, text[-2000:]
+
+
+def test_a_node_with_another_key_stays_out(make_cluster: MakeCluster, base: Path) -> None:
+    cluster = make_cluster(26)
+    stranger = cluster.node(3)
+    stranger.keyfile = make_key(base / "otherkey")
+    cluster.start()
+    insiders = cluster.nodes[:2]
+    cluster.wait_formed(insiders)
+    for node in insiders:
+        wait_until(lambda n=node: "digest does not match" in n.text(), "the bad digest")
+    wait_until(lambda: "digest does not match" in stranger.text(), "the stranger's bad digest")
+    assert stranger.alive()
+    assert set(_MEMBERS.findall(stranger.text())) == {"3"}
+    for node in insiders:
+        assert all("3" not in members for members in _MEMBERS.findall(node.text()))
 
 
 def test_ipv6_loopback_with_a_port_per_node(base: Path) -> None:
     reason = _ipv6_loopback()
     if reason is not None:
         pytest.skip(reason)
-    nodes = [Node(i, "::1", 25395 + 10 * i, base, None) for i in (1, 2, 3)]
-    cluster = Cluster(nodes, base, crypto=False)
+    key = make_key(base / "authkey")
+    nodes = [Node(i, "::1", 25395 + 10 * i, base, key) for i in (1, 2, 3)]
+    cluster = Cluster(nodes, base)
     try:
         cluster.start()
         cluster.wait_formed()

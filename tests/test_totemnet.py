@@ -113,10 +113,10 @@ def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
     drop = RateLimitedLog(logger, logging.WARNING, lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="pycorosync.TEST"):
         for _ in range(5):
-            drop("digest does not match", "Packet from 1.2.3.4:5 rejected")
-        drop("too short", "Packet from 1.2.3.4:5 rejected")
+            drop("digest", "Packet from 1.2.3.4:5 rejected: digest does not match")
+        drop("too-short", "Packet from 1.2.3.4:5 rejected: too short")
         now[0] = 1.5
-        drop("digest does not match", "Packet from 1.2.3.4:5 rejected")
+        drop("digest", "Packet from 1.2.3.4:5 rejected: digest does not match")
     lines = [record.getMessage() for record in caplog.records]
     assert lines == [
         "Packet from 1.2.3.4:5 rejected: digest does not match",

@@ -451,7 +451,8 @@ def _heal(cluster: SimCluster, scenario: Scenario, outcome: Outcome) -> None:
         Invariant.LIVENESS,
         cluster.members,
         f"no single ring of all {len(cluster.members)} nodes {bound:.3f} s after the heal "
-        f"(network drained) at {healed:.3f} s (bound 2*(token+consensus)+4*(join+merge)): {problems}",
+        f"(network drained) at {healed:.3f} s "
+        f"(bound 2*(token+consensus)+4*(join+merge)): {problems}",
     )
     cluster.trace.note(cluster.now, 0, f"VIOLATION {violation}")
     outcome.violations.append(violation)
