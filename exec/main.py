@@ -275,6 +275,9 @@ async def _serve_until_stopped(
             totem_log.error("%s", error.message)
             return error.code
         await stop.wait()
+        if stop.fatal is not None:
+            log.critical("Corosync Cluster Engine exiting on an internal error: %s", stop.fatal)
+            return ExitCode.FATAL
         log.log(NOTICE, "Node was shut down by a signal")
         sd_notify("STOPPING=1")
         totem.shutdown()
@@ -324,11 +327,33 @@ def _start_totem(
     return process
 
 
-def _stop_on_signals() -> asyncio.Event:
+class _Stop(asyncio.Event):
+    """Set by a stop signal, or by an exception escaping a loop callback (then ``fatal``)."""
+
+    fatal: str | None = None
+
+    def on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        # A callback of the Totem process raised: its state can no longer be trusted, and a
+        # node that stops is better for the others than one that runs on inconsistently.
+        error = context.get("exception")
+        log.critical(
+            "%s", context.get("message", "error in the event loop"), exc_info=_exc_info(error)
+        )
+        if self.fatal is None:
+            self.fatal = repr(error) if error is not None else str(context.get("message"))
+        self.set()
+
+
+def _exc_info(error: object) -> BaseException | None:
+    return error if isinstance(error, BaseException) else None
+
+
+def _stop_on_signals() -> _Stop:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = _Stop()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(signum, stop.set)
+    loop.set_exception_handler(stop.on_loop_error)
     return stop
 
 

@@ -245,6 +245,13 @@ def test_three_nodes_form_one_ring(make_cluster: MakeCluster, base: Path) -> Non
     print(f"3-node ring formed {took:.3f} s after start")
 
 
+def test_five_nodes_form_one_ring(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(27, 5)
+    cluster.start()
+    took = cluster.wait_formed()
+    print(f"5-node ring formed {took:.3f} s after start")
+
+
 def test_kill_9_then_reform_then_rejoin(make_cluster: MakeCluster) -> None:
     ring = formed_ring(make_cluster, 21)
     victim = ring.node(3)

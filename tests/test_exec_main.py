@@ -6,6 +6,8 @@ script's code) and observed through its exit code, its stderr and its pid file.
 
 from __future__ import annotations
 
+import asyncio
+import operator
 import os
 import signal
 import socket
@@ -259,3 +261,15 @@ def test_test_mode_refuses_every_broken_config_with_its_line(
     assert code in (exec_main.ExitCode.MAINCONFIGREAD, exec_main.ExitCode.LOGCONFIGREAD)
     where = f"{path}:{line}: " if line else f"{path}: "
     assert where + reason in stderr
+
+
+def test_an_exception_in_a_loop_callback_stops_the_daemon() -> None:
+    async def scenario() -> str | None:
+        stop = exec_main._stop_on_signals()
+        asyncio.get_running_loop().call_soon(operator.truediv, 1, 0)
+        await asyncio.wait_for(stop.wait(), DEADLINE_S)
+        return stop.fatal
+
+    fatal = asyncio.run(scenario())
+    assert fatal is not None
+    assert "ZeroDivisionError" in fatal
