@@ -57,6 +57,7 @@ def test_a_single_node_forms_its_own_ring_and_delivers_its_messages() -> None:
     assert net.run_until(lambda: len(net.payloads(1)) == 2, 1.0)
     assert net.payloads(1) == [b"agreed", b"safe"]
     assert net.regulars(1)[-1].members == (1,)
+    assert "A new membership (1.5) was formed. Members joined: 1" in net.logs(1)
     finish(net)
 
 

@@ -991,7 +991,9 @@ class Srp:
         self.stats.operational_entered += 1
         if self._hold_app:
             self._app_held = True
-        self._log(NOTICE, self._membership_line(joined, left))
+        # Corosync names the node itself among the joined of its first ring.
+        first = self.stats.operational_entered == 1
+        self._log(NOTICE, self._membership_line(tuple(sorted(new)) if first else joined, left))
 
     def _deliver_old_regular(self, old: _OldRing) -> int:
         seq = old.high_delivered + 1
