@@ -11,9 +11,9 @@ Otherwise the configuration goes into the cmap store, the daemon detaches unless
 a uvloop event loop with its stop handlers (SIGTERM, SIGINT, SIGQUIT) in place, then takes the
 pid lock in its run directory (exit 18 "Another Corosync instance is already running."), so a
 stop signal sent as soon as the pid file appears is a clean stop. It moves into its state
-directory, binds its Totem socket (exit 15 when it cannot) and runs the Totem process
-(:mod:`pycorosync.exec.totemproc`) until the stop signal: then it leaves the ring (a LEAVE, so
-the others reconfigure at once), unloads in reverse order and exits 0.
+directory, binds its Totem sockets (udpu, or udp multicast; exit 15 when it cannot) and runs
+the Totem process (:mod:`pycorosync.exec.totemproc`) until the stop signal: then it leaves the
+ring (a LEAVE, so the others reconfigure at once), unloads in reverse order and exits 0.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.totem.srp_config import SrpConfig
 from pycorosync.exec.totemconfig import read_authkey
 from pycorosync.exec.totemcrypto import PacketCrypto
-from pycorosync.exec.totemnet import UdpuTransport, transport_notes
+from pycorosync.exec.totemnet import UdpuTransport, is_multicast, transport_notes
 from pycorosync.exec.totemproc import RingSeqFile, TotemProcess, sd_notify
+from pycorosync.exec.totemudp import UdpMulticastTransport
 from pycorosync.plugins.errors import PluginError
 from pycorosync.plugins.registry import ServiceRegistry
 
@@ -298,21 +299,7 @@ def _start_totem(
         stored_seq = ring_seq.load()
     except OSError as error:
         raise StartupError(ExitCode.FATAL, f"Cannot load the ring id: {error}") from None
-    try:
-        transport = UdpuTransport.from_config(totem, config.nodelist, node.nodeid)
-    except OSError as error:
-        raise StartupError(
-            ExitCode.FATAL,
-            f"Cannot bind to {node.ring0.address} port {node.ring0.port}: {error.strerror}",
-        ) from None
-    for note in transport_notes(totem):
-        totem_log.info("%s", note)
-    totem_log.log(
-        NOTICE,
-        "Initializing transport (UDP/IP Unicast) on %s port %d.",
-        node.ring0.address,
-        node.ring0.port,
-    )
+    transport = _open_transport(config, node)
     members = [entry.nodeid for entry in config.nodelist]
     core = Srp(SrpConfig.from_totem(totem), node.nodeid, members, stored_seq)
     process = TotemProcess(
@@ -325,6 +312,44 @@ def _start_totem(
     )
     process.start()
     return process
+
+
+def _open_transport(config: LoadedConfig, node: NodeEntry) -> UdpuTransport | UdpMulticastTransport:
+    """udp multicast for ``transport: udp`` (unless ``broadcast: yes``), else unicast; the
+    socket errors become StartupError (exit 15), and the log says what runs."""
+    totem, ring0 = config.totem, node.ring0
+    for note in transport_notes(totem):
+        totem_log.info("%s", note)
+    if is_multicast(totem):
+        try:
+            udp = UdpMulticastTransport.from_config(totem, config.nodelist, node.nodeid)
+        except OSError as error:
+            interface = totem.interfaces[0]
+            raise StartupError(
+                ExitCode.FATAL,
+                f"Cannot set up multicast group {interface.mcastaddr} port "
+                f"{interface.mcastport} on {ring0.address} port {ring0.port}: "
+                f"{error.strerror or error}",
+            ) from None
+        totem_log.log(
+            NOTICE,
+            "Initializing transport (UDP/IP Multicast) on %s port %d, group %s port %d.",
+            ring0.address,
+            ring0.port,
+            udp.group.address,
+            udp.group.port,
+        )
+        return udp
+    try:
+        udpu = UdpuTransport.from_config(totem, config.nodelist, node.nodeid)
+    except OSError as error:
+        raise StartupError(
+            ExitCode.FATAL, f"Cannot bind to {ring0.address} port {ring0.port}: {error.strerror}"
+        ) from None
+    totem_log.log(
+        NOTICE, "Initializing transport (UDP/IP Unicast) on %s port %d.", ring0.address, ring0.port
+    )
+    return udpu
 
 
 class _Stop(asyncio.Event):

@@ -24,8 +24,9 @@ dropped before anything else looks at it, and counted (:attr:`NetStats.rx_unlist
 Sending never blocks: a full send buffer or an ICMP error surfacing on the socket drops that one
 datagram and counts it (:attr:`NetStats.tx_dropped`); Totem retransmits as it would on loss.
 
-``transport: knet`` and ``udp`` configurations run on this same unicast path (link 0 only),
-see :func:`transport_notes`.
+``transport: knet`` configurations run on this same unicast path (link 0 only), and so does
+``transport: udp`` with ``broadcast: yes``; plain ``transport: udp`` is multicast
+(:mod:`.totemudp`). See :func:`transport_notes`. The socket helpers below are shared with it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ SockAddr = tuple[str, int] | tuple[str, int, int, int]
 class NetStats:
     rx: int = 0
     rx_unlisted: int = 0
+    rx_own: int = 0
+    """Our own multicasts, looped back by the kernel (udp only)."""
     tx: int = 0
     tx_dropped: int = 0
 
@@ -78,9 +81,73 @@ def sockaddr(address: Address, port: int) -> SockAddr:
     return (bare, port, 0, index)
 
 
-def _ip_text(address: Address) -> str:
+def ip_text(address: Address) -> str:
     """The address as ``recvfrom`` spells it (no scope), for the source filter."""
     return str(address).split("%", 1)[0]
+
+
+def allowed_sources(
+    endpoints: Mapping[int, NodeAddress], block_unlisted_ips: bool
+) -> frozenset[str] | None:
+    """The source IPs accepted (every member's ring0 address), or None to accept any."""
+    if not block_unlisted_ips:
+        return None
+    return frozenset(ip_text(a.address) for a in endpoints.values())
+
+
+def configure_socket(sock: socket.socket, buffer_bytes: int) -> None:
+    """Non-blocking, IPv6 only when IPv6, kernel buffers sized for bursts (best effort)."""
+    sock.setblocking(False)
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):  # best effort: the kernel's default stays
+            sock.setsockopt(socket.SOL_SOCKET, option, buffer_bytes)
+
+
+def send_datagram(sock: socket.socket, data: bytes, dest: SockAddr, stats: NetStats) -> None:
+    """One ``sendto`` that never raises: a failure is one lost datagram, counted."""
+    try:
+        sock.sendto(data, dest)
+    except OSError:
+        # EAGAIN (buffer full), or an ICMP error reported on the socket: one datagram is
+        # lost, which Totem recovers from as from any loss.
+        stats.tx_dropped += 1
+    else:
+        stats.tx += 1
+
+
+def read_datagrams(
+    sock: socket.socket,
+    buffer: bytearray,
+    stats: NetStats,
+    *,
+    allowed: frozenset[str] | None,
+    limit: int,
+    own: tuple[str, int] | None = None,
+) -> Iterator[Datagram]:
+    """Up to ``limit`` datagrams waiting in ``sock``, until ``EAGAIN``.
+
+    A source IP not in ``allowed`` (when given) is dropped and counted in ``rx_unlisted``; a
+    datagram from ``own`` (this node's own endpoint: a multicast looped back) in ``rx_own``.
+    """
+    recv, view = sock.recvfrom_into, memoryview(buffer)
+    for _ in range(limit):
+        try:
+            size, source = recv(buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            continue  # an ICMP error queued on the socket; the next read goes on
+        host, port = source[0], source[1]
+        if allowed is not None and host not in allowed:
+            stats.rx_unlisted += 1
+            continue
+        if own is not None and (host, port) == own:
+            stats.rx_own += 1
+            continue
+        stats.rx += 1
+        yield Datagram(bytes(view[:size]), (host, port))
 
 
 class UdpuTransport:
@@ -102,21 +169,16 @@ class UdpuTransport:
         self.local = local
         self._dest = {n: sockaddr(a.address, a.port) for n, a in endpoints.items()}
         self._others = tuple(self._dest[n] for n in sorted(self._dest) if n != nodeid)
-        self._allowed = (
-            frozenset(_ip_text(a.address) for a in endpoints.values())
-            if block_unlisted_ips
-            else None
-        )
+        self._allowed = allowed_sources(endpoints, block_unlisted_ips)
         family = socket.AF_INET if local.address.version == 4 else socket.AF_INET6
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            self._configure(buffer_bytes)
+            configure_socket(self._sock, buffer_bytes)
             self._sock.bind(sockaddr(local.address, local.port))
         except BaseException:
             self._sock.close()
             raise
         self._buffer = bytearray(MAX_DATAGRAM)
-        self._view = memoryview(self._buffer)
 
     @classmethod
     def from_config(cls, totem: TotemConfig, nodelist: Nodelist, nodeid: int) -> UdpuTransport:
@@ -126,17 +188,12 @@ class UdpuTransport:
             block_unlisted_ips=totem.block_unlisted_ips,
         )
 
-    def _configure(self, buffer_bytes: int) -> None:
-        sock = self._sock
-        sock.setblocking(False)
-        if sock.family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):  # best effort: the kernel's default stays
-                sock.setsockopt(socket.SOL_SOCKET, option, buffer_bytes)
-
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    def filenos(self) -> tuple[int, ...]:
+        """The descriptors to watch for reading (one here)."""
+        return (self._sock.fileno(),)
 
     def buffer_sizes(self) -> tuple[int, int]:
         """The receive and send buffer sizes the kernel granted."""
@@ -158,34 +215,13 @@ class UdpuTransport:
             self._sendto(data, dest)
 
     def _sendto(self, data: bytes, dest: SockAddr) -> None:
-        try:
-            self._sock.sendto(data, dest)
-        except OSError:
-            # EAGAIN (buffer full), or an ICMP error reported on the socket: one datagram is
-            # lost, which Totem recovers from as from any loss.
-            self.stats.tx_dropped += 1
-        else:
-            self.stats.tx += 1
+        send_datagram(self._sock, data, dest, self.stats)
 
     def read_batch(self, limit: int = READ_BATCH_MAX) -> list[Datagram]:
         """Every datagram waiting (at most ``limit``), unlisted sources dropped."""
-        return list(self._read(limit))
-
-    def _read(self, limit: int) -> Iterator[Datagram]:
-        recv, view, allowed, stats = self._sock.recvfrom_into, self._view, self._allowed, self.stats
-        for _ in range(limit):
-            try:
-                size, source = recv(self._buffer)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue  # an ICMP error queued on the socket; the next read goes on
-            host, port = source[0], source[1]
-            if allowed is not None and host not in allowed:
-                stats.rx_unlisted += 1
-                continue
-            stats.rx += 1
-            yield Datagram(bytes(view[:size]), (host, port))
+        return list(
+            read_datagrams(self._sock, self._buffer, self.stats, allowed=self._allowed, limit=limit)
+        )
 
     def close(self) -> None:
         self._sock.close()
@@ -196,9 +232,19 @@ def transport_notes(totem: TotemConfig) -> list[str]:
     notes = []
     if totem.transport is Transport.KNET:
         notes.append("knet links run as udpu: unicast UDP on link 0.")
-    elif totem.transport is Transport.UDP:
-        notes.append("udp (multicast) is not implemented yet: running as udpu on link 0.")
+    elif totem.transport is Transport.UDP and uses_broadcast(totem):
+        notes.append("udp broadcast (broadcast: yes) is not implemented: running as udpu.")
     if totem.unused_links:
         links = " ".join(str(link) for link in totem.unused_links)
         notes.append(f"Links configured but unused (only link 0 carries traffic): {links}")
     return notes
+
+
+def uses_broadcast(totem: TotemConfig) -> bool:
+    """``transport: udp`` with ``broadcast: yes`` on link 0 (UDP broadcast, not implemented)."""
+    return totem.transport is Transport.UDP and totem.interfaces[0].broadcast
+
+
+def is_multicast(totem: TotemConfig) -> bool:
+    """Whether this configuration runs on the multicast transport (:mod:`.totemudp`)."""
+    return totem.transport is Transport.UDP and not uses_broadcast(totem)

@@ -5,13 +5,15 @@ Theory of operation
 :class:`TotemProcess` is the thin shell of DESIGN.md around a :class:`~.totem.core_api.TotemCore`.
 Three things wake it, and after each it runs the same step (:meth:`TotemProcess._flush`):
 
-* **The socket is readable** (``loop.add_reader``). The whole batch waiting in the socket is
-  read (:meth:`.totemnet.UdpuTransport.read_batch`), every datagram goes through the packet
+* **A socket is readable** (``loop.add_reader`` on each of the transport's ``filenos``: one
+  for udpu, two for udp). The whole batch waiting is read
+  (:meth:`.totemnet.UdpuTransport.read_batch`), every datagram goes through the packet
   protection's ``open`` — authentication before any parsing; a datagram that fails is dropped
-  and logged, at most one line per second per reason (:class:`RateLimitedLog`) — and what
-  survives goes to ``core.handle_datagrams`` as one batch. The core handles the tokens of a
-  batch last, so multicasts that arrived before a token are never mistaken for lost ones
-  (totem-notes.md, hard part 9).
+  and logged, at most one line per second per reason (:class:`RateLimitedLog`) — a datagram
+  whose authenticated sender is this node (our own multicast, looped back by the kernel) is
+  dropped, and what survives goes to ``core.handle_datagrams`` as one batch. The core handles
+  the tokens of a batch last, so multicasts that arrived before a token are never mistaken for
+  lost ones (totem-notes.md, hard part 9).
 * **The core's timer** (one ``loop.call_at`` for ``core.next_deadline()``). Core time is
   ``loop.time()``, kept monotonic; a timer that fires early by the loop's millisecond rounding
   is run at its deadline rather than re-armed in a busy loop.
@@ -81,11 +83,12 @@ class PacketProtection(Protocol):
 
 
 class Transport(Protocol):
-    """What the runtime needs from a transport (:class:`.totemnet.UdpuTransport`)."""
+    """What the runtime needs from a transport (:class:`.totemnet.UdpuTransport`,
+    :class:`.totemudp.UdpMulticastTransport`)."""
 
     nodeid: int
 
-    def fileno(self) -> int: ...
+    def filenos(self) -> tuple[int, ...]: ...
 
     def send(self, nodeid: int, data: bytes) -> None: ...
 
@@ -266,13 +269,15 @@ class TotemProcess:
         self._running = False
         self.ready = asyncio.Event()
         self.deliveries = 0
+        self.own_dropped = 0
         self.regular_configs: list[ConfigChange] = []
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         self._running = True
-        self._loop.add_reader(self._net.fileno(), self._on_readable)
+        for fd in self._net.filenos():
+            self._loop.add_reader(fd, self._on_readable)
         self._pause.start()
         self._core.start(self._clock())
         self._flush()
@@ -282,7 +287,8 @@ class TotemProcess:
         if not self._running:
             return
         self._running = False
-        self._loop.remove_reader(self._net.fileno())
+        for fd in self._net.filenos():
+            self._loop.remove_reader(fd)
         self._pause.stop()
         self._cancel_timer()
         self._core.leave(self._clock())
@@ -304,14 +310,18 @@ class TotemProcess:
 
     def _open_all(self, batch: Sequence[Datagram]) -> list[bytes]:
         payloads = []
-        open_packet = self._protect.open
+        open_packet, own = self._protect.open, self._net.nodeid
         for datagram in batch:
             try:
-                _sender, payload = open_packet(datagram.data)
+                sender, payload = open_packet(datagram.data)
             except CryptoError as error:
                 host, port = datagram.source
                 where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                 self._rejected(error.kind, f"Packet from {where} rejected: {error.reason}")
+                continue
+            if sender == own:
+                # Our own multicast looped back (udp): the core would ignore it; cheaper here.
+                self.own_dropped += 1
                 continue
             payloads.append(payload)
         return payloads

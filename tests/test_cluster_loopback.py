@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._multicast import loopback_multicast_unavailable
+
 pytestmark = pytest.mark.xdist_group("loopback")
 
 TOKEN_MS = 1000
@@ -123,6 +125,7 @@ class Cluster:
     base: Path
     extra_totem: str = ""
     crypto: bool = True
+    transport: str = "udpu"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def node(self, nodeid: int) -> Node:
@@ -144,7 +147,7 @@ class Cluster:
             for n in self.nodes
         )
         return (
-            f"totem {{\n    version: 2\n    cluster_name: loop\n    transport: udpu\n"
+            f"totem {{\n    version: 2\n    cluster_name: loop\n    transport: {self.transport}\n"
             f"    token: {TOKEN_MS}\n    token_coefficient: 0\n{crypto}{self.extra_totem}}}\n"
             "logging {\n    to_stderr: yes\n    to_syslog: no\n    timestamp: off\n}\n"
             f"system {{\n    run_dir: {node.base}/r{node.nodeid}\n"
@@ -387,3 +390,49 @@ def test_a_scheduling_pause_is_logged(base: Path) -> None:
         assert "Consider token timeout increase." in node.text()
     finally:
         cluster.stop_all()
+
+
+def test_three_nodes_form_one_ring_over_multicast(base: Path) -> None:
+    """``transport: udp``: multicasts to 239.192.28.1, the token unicast, three 127.0.28.x."""
+    reason = loopback_multicast_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    key = make_key(base / "authkey")
+    nodes = [Node(i, f"127.0.28.{i}", PORT, base, key) for i in (1, 2, 3)]
+    group = (
+        "    interface {\n        linknumber: 0\n        mcastaddr: 239.192.28.1\n"
+        f"        mcastport: {PORT}\n        ttl: 1\n    }}\n"
+    )
+    cluster = Cluster(nodes, base, extra_totem=group, transport="udp")
+    try:
+        cluster.start()
+        took = cluster.wait_formed()
+        for node in nodes:
+            text = node.text()
+            assert "Initializing transport (UDP/IP Multicast)" in text
+            assert f"group 239.192.28.1 port {PORT}" in text
+            assert "running as udpu" not in text
+            assert "rejected" not in text
+        print(f"3-node multicast ring formed {took:.3f} s after start")
+        # A LEAVE goes out by multicast too: the other two reconfigure without a token loss.
+        cluster.set_marks()
+        nodes[2].signal(signal.SIGTERM)
+        cluster.wait_formed(nodes[:2])
+        assert nodes[2].wait_exit() == 0
+        assert all("A processor failed" not in node.since_mark() for node in nodes[:2])
+    finally:
+        cluster.stop_all()
+
+
+def test_a_multicast_node_whose_endpoint_is_taken_exits_15(base: Path) -> None:
+    node = Node(1, "127.0.29.1", PORT, base, None)
+    group = "    interface {\n        linknumber: 0\n        mcastaddr: 239.192.29.1\n    }\n"
+    cluster = Cluster([node], base, extra_totem=group, crypto=False, transport="udp")
+    cluster.write_configs()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind((node.address, node.port))
+        node.start()
+        assert node.wait_exit() == 15
+    assert "Cannot set up multicast group 239.192.29.1 port 5405 on 127.0.29.1 port 15405" in (
+        node.text()
+    )
