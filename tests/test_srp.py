@@ -18,6 +18,8 @@ from pycorosync.exec.totem.history import Crashed, Submitted
 from pycorosync.exec.totem.srp import Srp, State
 from pycorosync.exec.totem.srp_wire import (
     MAGIC,
+    CommitEntry,
+    CommitToken,
     Join,
     Mcast,
     MessageType,
@@ -384,3 +386,32 @@ def test_recovery_resends_what_a_survivor_missed_and_then_installs_the_ring() ->
     assert net.payloads(3)[-10:] == sent
     assert net.cores[1].stats.recovery_entered >= 1
     finish(net)
+
+
+def test_a_commit_token_that_arrives_too_late_pulls_the_node_into_the_new_ring() -> None:
+    # Node 3 formed its own ring while 1 and 2 committed a ring {1, 2, 3}: the commit token it
+    # ignored while busy is retransmitted to it; it must gather with those members at once.
+    net = Net((1, 2, 3))
+    net.start([3])
+    assert net.run_until(lambda: net.one_ring((3,)), BOUND)
+    core = net.cores[3]
+    entry = CommitEntry(
+        old_ring_id=RingId(seq=1, rep=1), aru=0, high_delivered=0, safe_seq=0, received=True
+    )
+    commit = CommitToken(
+        sender=2,
+        ring_id=RingId(seq=core.ring_id.seq + 8, rep=1),
+        token_seq=2,
+        members=(1, 2, 3),
+        entries=[entry, replace(entry, old_ring_id=RingId(seq=1, rep=2))],
+    )
+    start = len(net.sent)
+    net.inject(3, [encode(commit)])
+    assert core.state is State.GATHER
+    joins = [
+        decode(s.data) for _, _, s in net.sent[start:] if peek_type(s.data) is MessageType.JOIN
+    ]
+    assert joins
+    assert joins[-1].proc == (1, 2, 3)  # type: ignore[union-attr]
+    net.inject(3, [encode(commit)])  # the retransmission
+    assert core.state is State.COMMIT

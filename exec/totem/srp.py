@@ -669,6 +669,16 @@ class Srp:
             rep = commit.ring_id.rep == self._id
             if rep and commit.ring_id == self._ring_id and full and not self._originated:
                 self._originate_token()
+        elif (
+            self._state is State.OPERATIONAL
+            and commit.ring_id.seq > self._ring_id.seq
+            and commit.ring_id.rep not in self._members
+        ):
+            # A ring that counts us is waiting in COMMIT for this token, which we got too late
+            # (we were still forming our own ring). Left alone, it would wait a whole token
+            # timeout; gathering with its members lets the retransmitted token find us ready.
+            self._proc |= set(commit.members)
+            self._gather("commit token for a ring that includes us")
 
     def _commit_enter(self, commit: CommitToken) -> None:
         old = self._old
