@@ -415,3 +415,19 @@ def test_a_commit_token_that_arrives_too_late_pulls_the_node_into_the_new_ring()
     assert joins[-1].proc == (1, 2, 3)  # type: ignore[union-attr]
     net.inject(3, [encode(commit)])  # the retransmission
     assert core.state is State.COMMIT
+
+
+def test_a_member_that_will_refuse_the_commit_token_aborts_the_commit_at_once() -> None:
+    # Node 1 committed {1, 2}; node 2 has meanwhile heard of node 3 and will refuse that token.
+    # Its JOIN (carrying its old ring seq) must make node 1 give up now, not a token later.
+    def no_commit_between_nodes(src: int, dst: int, data: bytes) -> bool:
+        return src == dst or peek_type(data) is not MessageType.COMMIT
+
+    net = Net((1, 2, 3), link=no_commit_between_nodes)
+    net.start([1, 2])
+    core = net.cores[1]
+    assert net.run_until(lambda: core.state is State.COMMIT and len(core._new_members) == 2, 2.0)
+    join = Join(sender=2, ring_seq=1, proc=(1, 2, 3), failed=())
+    net.inject(1, [encode(join)])
+    assert core.state is State.GATHER
+    assert core.stats.commit_token_lost == 0

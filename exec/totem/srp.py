@@ -541,6 +541,12 @@ class Srp:
         stale = join.ring_seq < self._ring_id.seq
         if state is State.OPERATIONAL:
             return self._id not in join.failed and not (join.sender in self._members and stale)
+        if state is State.COMMIT and join.sender in self._new_members and not join.leave:
+            # A member whose view is not the commit token's will refuse the token when it
+            # comes: give up now instead of waiting for the token timeout (a join race that a
+            # simultaneous start of slow processes hits).
+            view = set(join.proc) - set(join.failed)
+            return not stale or view != set(self._new_members)
         if state is State.COMMIT or state is State.RECOVERY:
             return join.sender in self._new_members and not stale
         return True
