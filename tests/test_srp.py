@@ -133,6 +133,7 @@ def test_a_crashed_node_is_removed_within_token_plus_consensus() -> None:
     lines = net.logs(1) + net.logs(3)
     assert any("A processor failed, forming new configuration" in line for line in lines)
     assert any("left: 2" in line for line in net.logs(1))
+    assert "Failed to receive the leave message. failed: 2" in net.logs(1)
     finish(net)
 
 
@@ -145,6 +146,8 @@ def test_a_leave_reconfigures_without_waiting_for_a_token_timeout() -> None:
     net.checker.observe(3, Crashed())
     assert net.run_until(lambda: net.one_ring((1, 2)), BOUND)
     assert net.now - start < FAST.token_ms / 1000, "a LEAVE must not wait for the token timeout"
+    assert any(line.endswith("left: 3") for line in net.logs(1))
+    assert not any("Failed to receive the leave message" in line for line in net.logs(1))
     finish(net)
 
 

@@ -270,6 +270,7 @@ class Srp:
         self._next = nodeid
         self._last_token_raw: bytes | None = None
         self._originated = False
+        self._leavers: set[int] = set()
         self._invalid_logged_at = -1e18
         self._invalid_suppressed = 0
 
@@ -531,6 +532,8 @@ class Srp:
 
     def _on_join(self, join: Join) -> None:
         self.stats.memb_join_rx += 1
+        if join.leave:
+            self._leavers.add(join.sender)  # for the log: "left" rather than "failed"
         self._highest_ring_seq = max(self._highest_ring_seq, join.ring_seq)
         if self._join_is_relevant(join):
             self._process_join(join)
@@ -1010,6 +1013,12 @@ class Srp:
         # Corosync names the node itself among the joined of its first ring.
         first = self.stats.operational_entered == 1
         self._log(NOTICE, self._membership_line(tuple(sorted(new)) if first else joined, left))
+        failed = [node for node in left if node not in self._leavers]
+        if failed:
+            self._log(
+                NOTICE, "Failed to receive the leave message. failed: " + " ".join(map(str, failed))
+            )
+        self._leavers.clear()
 
     def _deliver_old_regular(self, old: _OldRing) -> int:
         seq = old.high_delivered + 1
