@@ -32,6 +32,7 @@ datagram and counts it (:attr:`NetStats.tx_dropped`); Totem retransmits as it wo
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ class NetStats:
     """Our own multicasts, looped back by the kernel (udp only)."""
     tx: int = 0
     tx_dropped: int = 0
+    tx_error: str = ""
+    """The last send error (errno name and text), for the operator's log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +112,12 @@ def send_datagram(sock: socket.socket, data: bytes, dest: SockAddr, stats: NetSt
     """One ``sendto`` that never raises: a failure is one lost datagram, counted."""
     try:
         sock.sendto(data, dest)
-    except OSError:
+    except OSError as error:
         # EAGAIN (buffer full), or an ICMP error reported on the socket: one datagram is
-        # lost, which Totem recovers from as from any loss.
+        # lost, which Totem recovers from as from any loss. The runtime logs it, rate-limited.
         stats.tx_dropped += 1
+        name = errno.errorcode.get(error.errno or 0, str(error.errno))
+        stats.tx_error = f"{name}: {error.strerror}"
     else:
         stats.tx += 1
 

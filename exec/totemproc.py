@@ -58,7 +58,7 @@ from pycorosync.exec.totem.events import (
     TotemLog,
 )
 from pycorosync.exec.totemcrypto import CryptoError
-from pycorosync.exec.totemnet import Datagram
+from pycorosync.exec.totemnet import Datagram, NetStats
 
 totem_log = subsys_logger("TOTEM")
 main_log = subsys_logger("MAIN")
@@ -87,6 +87,7 @@ class Transport(Protocol):
     :class:`.totemudp.UdpMulticastTransport`)."""
 
     nodeid: int
+    stats: NetStats
 
     def filenos(self) -> tuple[int, ...]: ...
 
@@ -266,6 +267,7 @@ class TotemProcess:
         self._deadline: float | None = None
         self._pause = PauseMonitor(loop, token_ms)
         self._rejected = RateLimitedLog(totem_log, logging.WARNING, loop.time)
+        self._send_failed = RateLimitedLog(totem_log, logging.WARNING, loop.time)
         self._running = False
         self.ready = asyncio.Event()
         self.deliveries = 0
@@ -350,8 +352,15 @@ class TotemProcess:
         regular = [change for event in events if (change := self._on_event(event)) is not None]
         for change in regular:  # after the step's TOTEM lines ("A new membership ...")
             self._on_regular(change)
+        stats = self._net.stats
+        dropped = stats.tx_dropped
         for send in sends:
             self._send(send)
+        if stats.tx_dropped > dropped:
+            # Totem recovers from a lost datagram, but a send that keeps failing (no route,
+            # a full buffer) would otherwise leave a ring that silently never forms.
+            lost = stats.tx_dropped - dropped
+            self._send_failed("send", f"Cannot send {lost} Totem datagram(s): {stats.tx_error}")
         if self._running:
             self._arm_timer()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -11,8 +12,12 @@ from pathlib import Path
 import pytest
 
 from pycorosync.exec.nodelist import NodeAddress
-from pycorosync.exec.totemnet import UdpuTransport
-from pycorosync.exec.totemproc import RateLimitedLog, RingSeqFile, sd_notify
+from pycorosync.exec.totem.srp import Srp
+from pycorosync.exec.totem.srp_config import SrpConfig
+from pycorosync.exec.totemconfig import CryptoConfig
+from pycorosync.exec.totemcrypto import PacketCrypto
+from pycorosync.exec.totemnet import Datagram, NetStats, UdpuTransport, send_datagram
+from pycorosync.exec.totemproc import RateLimitedLog, RingSeqFile, TotemProcess, sd_notify
 
 pytestmark = pytest.mark.xdist_group("loopback")
 
@@ -124,3 +129,59 @@ def test_rate_limited_log(caplog: pytest.LogCaptureFixture) -> None:
         "Packet from 1.2.3.4:5 rejected: digest does not match (4 similar suppressed)",
     ]
     assert drop.total == 7
+
+
+def test_a_failed_send_is_counted_with_its_reason() -> None:
+    stats = NetStats()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.close()
+    send_datagram(sock, b"x", ("127.0.0.1", 9), stats)
+    assert stats.tx_dropped == 1
+    assert stats.tx_error.startswith("EBADF: ")
+
+
+class _FailingNet:
+    """A transport whose every send fails as a closed socket does."""
+
+    nodeid = 1
+
+    def __init__(self) -> None:
+        self.stats = NetStats()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.close()
+
+    def filenos(self) -> tuple[int, ...]:
+        return ()
+
+    def send(self, nodeid: int, data: bytes) -> None:
+        send_datagram(self._sock, data, ("127.0.0.1", 9), self.stats)
+
+    def broadcast(self, data: bytes) -> None:
+        self.send(2, data)
+
+    def read_batch(self) -> list[Datagram]:
+        return []
+
+
+def test_the_runtime_logs_sends_that_fail(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = CryptoConfig(cipher="none", hash="none", model="nss", keyfile="", key=None)
+    protection = PacketCrypto(config, None, 1, (1, 2), boot_id=1)
+
+    async def run() -> None:
+        process = TotemProcess(
+            loop=asyncio.get_running_loop(),
+            core=Srp(SrpConfig(), 1, (1, 2), 0),
+            transport=_FailingNet(),
+            protection=protection,
+            ring_seq=RingSeqFile(str(tmp_path), 1),
+            token_ms=1000,
+            notify=lambda state: None,
+        )
+        process.start()  # the first JOIN goes out at once, and fails
+        process.shutdown()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(run())
+    lines = [r.getMessage() for r in caplog.records if "Cannot send" in r.getMessage()]
+    assert lines
+    assert "EBADF" in lines[0]

@@ -22,7 +22,13 @@ from pycorosync.exec.totem.core_api import Send
 from pycorosync.exec.totem.events import Guarantee, TotemEvent
 from pycorosync.exec.totemconfig import CryptoConfig, TotemConfig
 from pycorosync.exec.totemcrypto import PacketCrypto
-from pycorosync.exec.totemnet import MAX_DATAGRAM, Datagram, is_multicast, transport_notes
+from pycorosync.exec.totemnet import (
+    MAX_DATAGRAM,
+    Datagram,
+    NetStats,
+    is_multicast,
+    transport_notes,
+)
 from pycorosync.exec.totemproc import RingSeqFile, TotemProcess
 from pycorosync.exec.totemudp import (
     Group,
@@ -279,6 +285,7 @@ class _Net:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self.stats = NetStats()
 
     def filenos(self) -> tuple[int, ...]:
         return (self._sock.fileno(),)
