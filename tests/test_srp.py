@@ -434,3 +434,20 @@ def test_a_member_that_will_refuse_the_commit_token_aborts_the_commit_at_once() 
     net.inject(1, [encode(join)])
     assert core.state is State.GATHER
     assert core.stats.commit_token_lost == 0
+
+
+def test_joins_queued_during_a_pause_are_flushed_not_acted_on() -> None:
+    net = formed((1, 2, 3))
+    core = net.cores[1]
+    deadline = core.next_deadline()
+    assert deadline is not None
+    ring = core.ring_id
+    stale = encode(Join(sender=2, ring_seq=ring.seq, proc=(1, 2), failed=(3,)))
+    joins_seen = core.stats.memb_join_rx
+    net.now = deadline + FAST.token_ms / 1000  # woken a whole token after our own deadline
+    net.inject(1, [stale])
+    assert any("Process pause detected" in line for line in net.logs(1))
+    assert core.stats.memb_join_rx == joins_seen, "the JOIN is dropped before it is processed"
+    assert core.ring_id == ring
+    assert 3 in core._proc
+    assert 3 not in core._failed, "the stale JOIN's view must not be merged"

@@ -271,6 +271,9 @@ class Srp:
         self._last_token_raw: bytes | None = None
         self._originated = False
         self._leavers: set[int] = set()
+        self._expected_by: float | None = None
+        """The deadline we asked to be woken by; far past it, we were not scheduled."""
+        self._pause_flush = False
         self._invalid_logged_at = -1e18
         self._invalid_suppressed = 0
 
@@ -304,9 +307,11 @@ class Srp:
         self._started = True
         self._now = now
         self._gather("interface up")
+        self._expected_by = self.next_deadline()
 
     def handle_datagrams(self, datagrams: Sequence[bytes], now: float) -> None:
-        self._now = now
+        self._wake(now)
+        flush_joins, self._pause_flush = self._pause_flush, False
         tokens: list[bytes] = []
         for data in datagrams:
             if self._fast_mcast(data):
@@ -314,13 +319,37 @@ class Srp:
             kind = peek_type(data)
             if kind is MessageType.TOKEN or kind is MessageType.COMMIT:
                 tokens.append(data)
+            elif kind is MessageType.JOIN and flush_joins:
+                self.stats.rx_msg_dropped += 1  # queued while we were not scheduled
             else:
                 self._handle(data)
         for data in tokens:
             self._handle(data)
+        self._expected_by = self.next_deadline()
+
+    def _wake(self, now: float) -> None:
+        """Note ``now``; a wake-up far past our own deadline means the process was paused.
+
+        JOINs that queued up meanwhile describe views that are long gone; acting on them
+        makes a paused node churn the membership, so the next batch drops them (Corosync's
+        pause flush, hard part 7). They are resent every join period anyway.
+        """
+        self._now = now
+        expected = self._expected_by
+        if expected is not None and now - expected > self._cfg.token_ms / 2000:
+            late = round((now - expected) * 1000)
+            self._log(
+                NOTICE, f"Process pause detected for {late} ms, flushing membership messages."
+            )
+            self._pause_flush = True
+        self._expected_by = None
 
     def handle_timer(self, now: float) -> None:
-        self._now = now
+        self._wake(now)
+        self._handle_timers(now)
+        self._expected_by = self.next_deadline()
+
+    def _handle_timers(self, now: float) -> None:
         for _ in range(16):
             due = [t for t, deadline in self._timers.items() if deadline <= now]
             if not due:
