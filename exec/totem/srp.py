@@ -67,6 +67,7 @@ node outside the configured nodelist, is dropped and counted (``stats.rx_invalid
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -108,12 +109,8 @@ from pycorosync.exec.totem.srp_wire import (
     unwrap,
 )
 
-_GUARANTEES = (Guarantee.AGREED, Guarantee.SAFE)
 QUEUE_WINDOW = 16384
 """Seqs beyond ``aru + QUEUE_WINDOW`` are refused, and origination stops short of it."""
-_DEBUG = 10
-_WARNING = 30
-_ERROR = 40
 
 
 class State(IntEnum):
@@ -465,7 +462,7 @@ class Srp:
             reason += f" ({self._invalid_suppressed} more suppressed)"
         self._invalid_logged_at = self._now
         self._invalid_suppressed = 0
-        self._log(_WARNING, reason)
+        self._log(logging.WARNING, reason)
 
     # -- multicast messages ------------------------------------------------------------------
 
@@ -491,7 +488,7 @@ class Srp:
         queue = self._queue
         if seq <= self._aru or seq in queue or seq > self._aru + QUEUE_WINDOW:
             return True
-        queue[seq] = _Msg(data, sender, _GUARANTEES[guarantee], data[MCAST_HEADER_SIZE:], False)
+        queue[seq] = _Msg(data, sender, guarantee, data[MCAST_HEADER_SIZE:], False)
         self._high_seq = max(self._high_seq, seq)
         if seq == self._aru + 1:
             self._update_aru()
@@ -649,7 +646,7 @@ class Srp:
         else:
             self.stats.continuous_gather = 0
         self.stats.gather_entered += 1
-        self._log(_DEBUG, f"entering GATHER state from {was.name} ({reason}).")
+        self._log(logging.DEBUG, f"entering GATHER state from {was.name} ({reason}).")
         self._state = State.GATHER
         self._token_held = False
         self._proc.add(self._id)
@@ -973,7 +970,7 @@ class Srp:
         else:
             self._aru_count = 0
         if self._aru_count > self._cfg.fail_recv_const and token.aru_addr == me:
-            self._log(_ERROR, "FAILED TO RECEIVE")
+            self._log(logging.ERROR, "FAILED TO RECEIVE")
             self._failed_to_recv = True
             self._failed.add(me)
             self._gather("failed to receive")

@@ -410,7 +410,7 @@ def peek_type(data: Datagram) -> MessageType | None:
     return _TYPES.get(kind)
 
 
-def plain_mcast_fields(data: Datagram) -> tuple[int, int, int, int, int] | None:
+def plain_mcast_fields(data: Datagram) -> tuple[int, int, int, int, Guarantee] | None:
     """``(sender, ring rep, ring seq, seq, guarantee)`` of a valid, plain MCAST, else None.
 
     The receive fast path: one unpack and the checks :func:`decode` would make of a
@@ -430,7 +430,7 @@ def plain_mcast_fields(data: Datagram) -> tuple[int, int, int, int, int] | None:
         or guarantee > 1
     ):
         return None
-    return sender, rep, ring_seq, seq, guarantee
+    return sender, rep, ring_seq, seq, _GUARANTEES[guarantee]
 
 
 def decode(data: Datagram) -> SrpMessage:
