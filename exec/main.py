@@ -34,6 +34,7 @@ import uvloop
 
 from pycorosync.exec.config import DEFAULT_CONFIG_FILE, LoadedConfig, load_config
 from pycorosync.exec.config_error import ConfigError
+from pycorosync.exec.executive import Executive
 from pycorosync.exec.icmap import CmapStore, install_default_ro_keys
 from pycorosync.exec.logconfig import parse_logging_config
 from pycorosync.exec.logformat import NOTICE
@@ -41,13 +42,16 @@ from pycorosync.exec.logsys import LogSys, subsys_logger
 from pycorosync.exec.nodelist import NodeEntry
 from pycorosync.exec.pidlock import AlreadyRunningError, PidLock
 from pycorosync.exec.rundirs import RunDirs
+from pycorosync.exec.totem.pg_wire import MAX_FRAME_SIZE
 from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.totem.srp_config import SrpConfig
+from pycorosync.exec.totem.srp_wire import MCAST_HEADER_SIZE
 from pycorosync.exec.totemconfig import read_authkey
 from pycorosync.exec.totemcrypto import PacketCrypto
 from pycorosync.exec.totemnet import UdpuTransport, is_multicast, transport_notes
 from pycorosync.exec.totemproc import RingSeqFile, TotemProcess, sd_notify
 from pycorosync.exec.totemudp import UdpMulticastTransport
+from pycorosync.exec.workers import WorkerSettings, plan_workers
 from pycorosync.plugins.errors import PluginError
 from pycorosync.plugins.registry import ServiceRegistry
 
@@ -190,7 +194,7 @@ def _load_config(options: Options) -> LoadedConfig:
 
 
 def _check_logging(config: LoadedConfig) -> dict[str, str]:
-    keys = {entry.key: str(entry.value) for entry in config.parsed.under("logging.")}
+    keys = _logging_keys(config)
     try:
         parse_logging_config(keys)
     except ConfigError as error:
@@ -245,15 +249,20 @@ def _packet_crypto(config: LoadedConfig) -> PacketCrypto:
 def _serve(
     config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs, protection: PacketCrypto
 ) -> int:
-    store = CmapStore()
+    store = CmapStore(record_changes=True)
     install_default_ro_keys(store)
     config.load_into(store)
+    store.take_changes()  # the workers start from a snapshot that already holds these
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve_until_stopped(config, registry, dirs, protection))
+        return runner.run(_serve_until_stopped(config, registry, dirs, protection, store))
 
 
 async def _serve_until_stopped(
-    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs, protection: PacketCrypto
+    config: LoadedConfig,
+    registry: ServiceRegistry,
+    dirs: RunDirs,
+    protection: PacketCrypto,
+    store: CmapStore,
 ) -> int:
     # The stop handlers go in before the pid file is written: whoever waits for the pid file
     # may signal at once, and a signal that finds no handler kills us with the pid file left.
@@ -271,7 +280,9 @@ async def _serve_until_stopped(
         os.chdir(dirs.state_dir)
         node = config.local.require()
         try:
-            totem = _start_totem(config, node, dirs, protection)
+            totem, executive = await _start_totem(
+                config, registry, node, dirs, protection, store
+            )
         except StartupError as error:
             totem_log.error("%s", error.message)
             return error.code
@@ -281,37 +292,88 @@ async def _serve_until_stopped(
             return ExitCode.FATAL
         log.log(NOTICE, "Node was shut down by a signal")
         sd_notify("STOPPING=1")
+        if executive is not None:
+            await executive.shutdown()
+        else:
+            serv_log.log(NOTICE, "Unloading all Corosync service engines.")
         totem.shutdown()
-        _unload(registry)
         log.log(NOTICE, "Corosync Cluster Engine exiting normally")
         return ExitCode.OK
     finally:
         lock.release()
 
 
-def _start_totem(
-    config: LoadedConfig, node: NodeEntry, dirs: RunDirs, protection: PacketCrypto
-) -> TotemProcess:
-    """Bind the socket and start the Totem process; StartupError (exit 15) if it cannot."""
+async def _start_totem(
+    config: LoadedConfig,
+    registry: ServiceRegistry,
+    node: NodeEntry,
+    dirs: RunDirs,
+    protection: PacketCrypto,
+    store: CmapStore,
+) -> tuple[TotemProcess, Executive | None]:
+    """Bind the socket, start the workers and the Totem process; StartupError (exit 15) if
+    it cannot."""
     totem = config.totem
     ring_seq = RingSeqFile(dirs.state_dir, node.nodeid)
-    try:
-        stored_seq = ring_seq.load()
-    except OSError as error:
-        raise StartupError(ExitCode.FATAL, f"Cannot load the ring id: {error}") from None
-    transport = _open_transport(config, node)
     members = [entry.nodeid for entry in config.nodelist]
-    core = Srp(SrpConfig.from_totem(totem), node.nodeid, members, stored_seq)
+    engines = registry.load_order()
+    srp_config = SrpConfig.from_totem(totem)
+
+    def new_core() -> Srp:
+        try:
+            stored_seq = ring_seq.load()
+        except OSError as error:
+            raise StartupError(ExitCode.FATAL, f"Cannot load the ring id: {error}") from None
+        return Srp(srp_config, node.nodeid, members, stored_seq, hold_app_until_sync=bool(engines))
+
+    core = new_core()
+    transport = _open_transport(config, node)
+    loop = asyncio.get_running_loop()
+    executive = None
+    if engines:
+        executive = Executive(
+            loop=loop,
+            store=store,
+            plans=plan_workers(engines),
+            settings=WorkerSettings(
+                run_dir=dirs.run_dir,
+                logging_keys=_logging_keys(config),
+                token_timeout=totem.token_ms / 1000,
+            ),
+            addresses={entry.nodeid: str(entry.ring0.address) for entry in config.nodelist},
+            core=core,
+            core_factory=new_core,
+            max_frame=_max_frame(totem.netmtu, protection),
+            notify_ready=lambda: sd_notify("READY=1"),
+        )
     process = TotemProcess(
-        loop=asyncio.get_running_loop(),
+        loop=loop,
         core=core,
         transport=transport,
         protection=protection,
         ring_seq=ring_seq,
         token_ms=totem.token_ms,
+        listener=executive,
     )
+    if executive is not None:
+        executive.attach(process.flush, process.replace_core)
+        await executive.start()
     process.start()
-    return process
+    return process, executive
+
+
+IPV6_UDP_HEADERS = 48
+"""An IPv6 header and a UDP header: the larger family bounds the frame for both."""
+
+
+def _max_frame(netmtu: int, protection: PacketCrypto) -> int:
+    """The largest totempg frame: a recovered message (one MCAST inside another) that is
+    sealed must still fit one IPv6 datagram of ``netmtu`` bytes."""
+    return min(MAX_FRAME_SIZE, netmtu - IPV6_UDP_HEADERS - protection.overhead - 2 * MCAST_HEADER_SIZE)
+
+
+def _logging_keys(config: LoadedConfig) -> dict[str, str]:
+    return {entry.key: str(entry.value) for entry in config.parsed.under("logging.")}
 
 
 def _open_transport(config: LoadedConfig, node: NodeEntry) -> UdpuTransport | UdpMulticastTransport:
@@ -380,12 +442,6 @@ def _stop_on_signals() -> _Stop:
         loop.add_signal_handler(signum, stop.set)
     loop.set_exception_handler(stop.on_loop_error)
     return stop
-
-
-def _unload(registry: ServiceRegistry) -> None:
-    serv_log.log(NOTICE, "Unloading all Corosync service engines.")
-    for engine in registry.unload_order():
-        serv_log.info("Service engine unloaded: %s", engine.name)
 
 
 def _daemonize() -> None:

@@ -53,6 +53,7 @@ from pycorosync.exec.totem.core_api import Send, TotemCore
 from pycorosync.exec.totem.events import (
     ConfigChange,
     ConfigKind,
+    Delivery,
     PersistRingSeq,
     TotemEvent,
     TotemLog,
@@ -242,6 +243,23 @@ class PauseMonitor:
 # --- the runtime ----------------------------------------------------------------------------
 
 
+FLUSH_ROUNDS_MAX = 4
+"""Output rounds per wake-up: handing events up may queue messages (sync, held multicasts)
+that the core emits at once; a bound keeps one wake-up from running unboundedly."""
+
+
+class CoreListener(Protocol):
+    """What the Totem process hands up (the executive, :mod:`pycorosync.exec.executive`)."""
+
+    def on_delivery(self, delivery: Delivery) -> None: ...
+
+    def on_config_change(self, change: ConfigChange) -> None: ...
+
+    def after_step(self) -> None:
+        """Called before every output round: queue what waits for room, emit staged frames."""
+        ...
+
+
 class TotemProcess:
     """One node's Totem core on an event loop; see the module docstring."""
 
@@ -255,6 +273,7 @@ class TotemProcess:
         ring_seq: RingSeqFile,
         token_ms: int,
         notify: Callable[[str], object] = sd_notify,
+        listener: CoreListener | None = None,
     ) -> None:
         self._loop = loop
         self._core = core
@@ -262,6 +281,7 @@ class TotemProcess:
         self._protect = protection
         self._ring_seq = ring_seq
         self._notify = notify
+        self._listener = listener
         self._now = loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
@@ -348,7 +368,23 @@ class TotemProcess:
     # -- one step's output -----------------------------------------------------------------
 
     def _flush(self) -> None:
-        sends, events = self._core.take_output()
+        listener = self._listener
+        for _ in range(FLUSH_ROUNDS_MAX):
+            if listener is not None:
+                listener.after_step()
+            sends, events = self._core.take_output()
+            if not sends and not events:
+                break
+            self._handle(sends, events)
+        if self._running:
+            self._arm_timer()
+
+    def flush(self) -> None:
+        """Send what the core has to send now (after the executive queued messages)."""
+        if self._running:
+            self._flush()
+
+    def _handle(self, sends: Sequence[Send], events: Sequence[TotemEvent]) -> None:
         regular = [change for event in events if (change := self._on_event(event)) is not None]
         for change in regular:  # after the step's TOTEM lines ("A new membership ...")
             self._on_regular(change)
@@ -361,8 +397,18 @@ class TotemProcess:
             # a full buffer) would otherwise leave a ring that silently never forms.
             lost = stats.tx_dropped - dropped
             self._send_failed("send", f"Cannot send {lost} Totem datagram(s): {stats.tx_error}")
-        if self._running:
-            self._arm_timer()
+
+    def replace_core(self, core: TotemCore) -> None:
+        """Leave the ring with the current core and join again with ``core`` (a worker was
+        restarted: every engine must resynchronise)."""
+        if not self._running:
+            return
+        now = self._clock()
+        self._core.leave(now)
+        self._flush()
+        self._core = core
+        core.start(self._clock())
+        self._flush()
 
     def _send(self, send: Send) -> None:
         if send.dest == self._net.nodeid:
@@ -395,16 +441,21 @@ class TotemProcess:
         elif isinstance(event, TotemLog):
             totem_log.log(event.level, "%s", event.text)
         elif isinstance(event, ConfigChange):
+            if self._listener is not None:
+                self._listener.on_config_change(event)
             return event if event.kind is ConfigKind.REGULAR else None
         else:
-            self.deliveries += 1  # no service engines yet to hand deliveries to
+            self.deliveries += 1
+            if self._listener is not None:
+                self._listener.on_delivery(event)
         return None
 
     def _on_regular(self, change: ConfigChange) -> None:
         self.regular_configs.append(change)
         members = " ".join(str(nodeid) for nodeid in change.members)
         main_log.log(NOTICE, "Members[%d]: %s", len(change.members), members)
-        if not self.ready.is_set():
+        if self._listener is None and not self.ready.is_set():
+            # Without service engines there is no sync: the first ring is service.
             self.ready.set()
             main_log.log(NOTICE, "Completed service synchronization, ready to provide service.")
             self._notify("READY=1")

@@ -195,8 +195,9 @@ class ServiceId(IntEnum):
     WD = 7
 
 
-MAX_SERVICE_ID = 63
-"""Corosync's ``SERVICES_COUNT_MAX`` - 1."""
+MAX_SERVICE_ID = 0xFFFF
+"""The header's 16 bits: the engine contract's ``SERVICE_ID_MAX`` (Corosync stops at 63, but
+third-party engines take ids above the 0..31 reserved for built-ins)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,376 @@
+"""The executive: what the Totem process does above Totem SRP - totempg, sync, cmap, workers.
+
+Theory of operation
+-------------------
+:class:`~pycorosync.exec.totemproc.TotemProcess` runs the SRP core on the event loop and hands
+every delivery and configuration change, in order, to :class:`Executive`, which
+
+* turns SRP frames into messages with totempg (:class:`~pycorosync.exec.totem.pg.TotemPg`,
+  group ``a`` for engines, group ``sync`` for the sync protocol) and routes each engine
+  message by its service id to the worker hosting that engine;
+* passes every configuration change to every worker (engines' ``confchg``), updates
+  ``runtime.members.*`` and drives the sync coordinator
+  (:class:`~pycorosync.exec.sync.SyncCoordinator`): its steps go to the workers, the workers'
+  "done" come back, and when a round completes the SRP application queue is released and -
+  the first time - "Completed service synchronization, ready to provide service." is logged
+  and systemd told READY=1;
+* owns the cmap store: writes from workers are applied here in one order
+  (:mod:`pycorosync.exec.cmap_owner`) and every change fans out to every worker's replica;
+* multicasts what workers ask for, holding back a worker whose request finds the SRP queue
+  full (back-pressure reaches its clients as ``CS_ERR_TRY_AGAIN``), and
+* supervises the workers: a worker that dies, or that stays over its delivery budget for
+  longer than the token timeout, is (killed and) restarted, and the node leaves the ring and
+  joins again with a fresh SRP core, so that every engine is rebuilt through the one sync path
+  (DESIGN.md); at shutdown the engines are unloaded before the node leaves the ring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+
+from pycorosync.exec.cmap_owner import apply_write, decode_write
+from pycorosync.exec.icmap import CmapStore
+from pycorosync.exec.icmap_records import encode_change, encode_snapshot
+from pycorosync.exec.logformat import NOTICE
+from pycorosync.exec.logsys import subsys_logger
+from pycorosync.exec.runtime_keys import apply_membership
+from pycorosync.exec.shmring import Lane
+from pycorosync.exec.sync import (
+    SyncAbort,
+    SyncActivate,
+    SyncComplete,
+    SyncCoordinator,
+    SyncInit,
+    SyncLog,
+    SyncMcast,
+    SyncOutput,
+    SyncProcess,
+)
+from pycorosync.exec.totem.events import ConfigChange, ConfigKind, Delivery, RingId
+from pycorosync.exec.totem.pg import FrameOutlet, Lane as PgLane, TotemPg
+from pycorosync.exec.totem.pg_wire import PgWireError, decode_service, encode_service
+from pycorosync.exec.totem.srp import Srp
+from pycorosync.exec.worker_proto import (
+    CmapChanges,
+    CmapResult,
+    CmapWriteRequest,
+    ConfChg,
+    Deliver,
+    Init,
+    McastRequest,
+    Ready,
+    Record,
+    Shutdown,
+    SyncDone,
+    SyncStep,
+    SyncStepKind,
+    Unloaded,
+)
+from pycorosync.exec.workers import WorkerLink, WorkerPlan, WorkerSettings
+from pycorosync.lib.errors import CsError
+
+log = subsys_logger("MAIN")
+serv_log = subsys_logger("SERV")
+sync_log = subsys_logger("SYNC")
+
+ENGINE_GROUP = b"a"
+SYNC_GROUP = b"sync"
+UNLOAD_TIMEOUT = 10.0
+"""Seconds a worker may take to unload its engines at shutdown before it is killed."""
+
+CoreFactory = Callable[[], Srp]
+
+
+class Executive:
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        store: CmapStore,
+        plans: Sequence[WorkerPlan],
+        settings: WorkerSettings,
+        addresses: Mapping[int, str],
+        core: Srp,
+        core_factory: CoreFactory,
+        max_frame: int,
+        notify_ready: Callable[[], None],
+    ) -> None:
+        self._loop = loop
+        self.store = store
+        self._plans = list(plans)
+        self._settings = settings
+        self._addresses = dict(addresses)
+        self._core_factory = core_factory
+        self._max_frame = max_frame
+        self._notify_ready = notify_ready
+        self.core = core
+        self._kick: Callable[[], None] = lambda: None
+        self._replace_core: Callable[[Srp], None] = lambda core: None
+        self.links: list[WorkerLink] = []
+        self._by_service: dict[int, WorkerLink] = {}
+        self._held: dict[WorkerLink, McastRequest] = {}
+        self._local_services = sorted(s for plan in self._plans for s in plan.services)
+        self.pg = self._new_pg()
+        self.sync = SyncCoordinator(self._local_services)
+        self.ready = asyncio.Event()
+        self.synced_rounds = 0
+        self._stopping = False
+        self._budget_timer: asyncio.TimerHandle | None = None
+        self.restarts = 0
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def attach(self, kick: Callable[[], None], replace_core: Callable[[Srp], None]) -> None:
+        """Give the executive the Totem process's ``flush`` and ``replace_core``."""
+        self._kick = kick
+        self._replace_core = replace_core
+
+    def _new_pg(self) -> TotemPg:
+        queue = self.core.room()  # an empty queue: its size
+
+        def app(frame: bytes, guarantee: object) -> bool:
+            return self.core.mcast(frame, guarantee, sync=False)  # type: ignore[arg-type]
+
+        def sync(frame: bytes, guarantee: object) -> bool:
+            return self.core.mcast(frame, guarantee, sync=True)  # type: ignore[arg-type]
+
+        return TotemPg(
+            max_frame=self._max_frame,
+            app=FrameOutlet(app, lambda: self.core.room(sync=False), queue),
+            sync=FrameOutlet(sync, lambda: self.core.room(sync=True), queue),
+        )
+
+    async def start(self) -> None:
+        for plan in self._plans:
+            await self._start_worker(plan)
+        self._arm_budget_check()
+
+    async def _start_worker(self, plan: WorkerPlan) -> WorkerLink:
+        link = WorkerLink(plan, self._settings, self._loop, self._on_record, self._on_exit)
+        link.send(Init(self.core.nodeid, encode_snapshot(self.store.snapshot())), Lane.SYNC)
+        self.links.append(link)
+        for service in plan.services:
+            self._by_service[service] = link
+        await link.spawn()
+        return link
+
+    # -- from Totem --------------------------------------------------------------------------
+
+    def on_delivery(self, delivery: Delivery) -> None:
+        try:
+            messages = self.pg.deliver(delivery.sender, delivery.payload, delivery.guarantee)
+        except PgWireError as error:
+            log.warning("Discarded a frame from node %d: %s", delivery.sender, error)
+            return
+        for message in messages:
+            if message.group == ENGINE_GROUP:
+                self._to_engine(message.sender, message.payload, message.guarantee)
+            elif message.group == SYNC_GROUP:
+                self.sync.deliver(message.sender, message.payload)
+                self._run_sync()
+
+    def _to_engine(self, sender: int, payload: bytes, guarantee: object) -> None:
+        try:
+            message = decode_service(payload)
+        except PgWireError as error:
+            log.warning("Discarded a message from node %d: %s", sender, error)
+            return
+        link = self._by_service.get(message.service)
+        if link is None:
+            log.debug("Discarded a message for service %d, not loaded here", message.service)
+            return
+        record = Deliver(message.service, message.function, sender, guarantee, message.body)  # type: ignore[arg-type]
+        link.send(record, Lane.APP)
+
+    def on_config_change(self, change: ConfigChange) -> None:
+        self.pg.config_change(change)
+        record = ConfChg(change.kind, change.members, change.left, change.joined, change.ring_id)
+        for link in self.links:
+            link.send(record, Lane.SYNC)
+        if change.kind is ConfigKind.REGULAR:
+            apply_membership(self.store, change, self._addresses)
+            self._publish_cmap()
+        self.sync.config_change(change)
+        self._run_sync()
+
+    def after_step(self) -> None:
+        """Once per Totem wake-up: retry held multicasts, emit staged frames."""
+        for link, request in list(self._held.items()):
+            if not self._mcast(request):
+                break
+            del self._held[link]
+            link.resume()
+        self.pg.flush()
+
+    # -- sync --------------------------------------------------------------------------------
+
+    def _run_sync(self) -> None:
+        for output in self.sync.take_output():
+            self._sync_output(output)
+
+    def _sync_output(self, output: SyncOutput) -> None:
+        match output:
+            case SyncMcast(payload):
+                if not self.pg.mcast([SYNC_GROUP], payload, lane=PgLane.SYNC):
+                    sync_log.error("The sync queue is full; the sync message waits a round")
+            case SyncInit(transitional, members, ring_id):
+                step = SyncStep(SyncStepKind.INIT, -1, ring_id, transitional, members)
+                for link in self.links:
+                    link.send(step, Lane.SYNC)
+            case SyncProcess(service, ring_id):
+                self._step(SyncStepKind.PROCESS, service, ring_id)
+            case SyncActivate(service, ring_id):
+                self._step(SyncStepKind.ACTIVATE, service, ring_id)
+            case SyncAbort(service, ring_id):
+                self._step(SyncStepKind.ABORT, service, ring_id)
+            case SyncComplete(ring_id, _members):
+                self._sync_complete(ring_id)
+            case SyncLog(level, text):
+                sync_log.log(level, "%s", text)
+
+    def _step(self, kind: SyncStepKind, service: int, ring_id: RingId) -> None:
+        link = self._by_service.get(service)
+        if link is None:
+            return
+        link.send(SyncStep(kind, service, ring_id), Lane.SYNC)
+
+    def _sync_complete(self, ring_id: RingId) -> None:
+        self.core.release_app()
+        for link in self.links:
+            link.send(SyncStep(SyncStepKind.COMPLETE, -1, ring_id), Lane.SYNC)
+        self.synced_rounds += 1
+        if not self.ready.is_set():
+            self.ready.set()
+            log.log(NOTICE, "Completed service synchronization, ready to provide service.")
+            self._notify_ready()
+
+    # -- from workers ------------------------------------------------------------------------
+
+    def _on_record(self, link: WorkerLink, record: Record) -> None:
+        match record:
+            case McastRequest():
+                if not self._mcast(record):
+                    self._held[link] = record
+                    link.pause()
+            case SyncDone(service, ring_id):
+                self.sync.service_done(service, ring_id)
+                self._run_sync()
+            case CmapWriteRequest(request, write):
+                self._cmap_write(link, request, write)
+            case Ready(services):
+                link.ready = True
+                serv_log.debug("Worker %d is ready: services %s", link.plan.index, services)
+            case Unloaded():
+                link.finished.set()
+            case _:
+                log.error("Worker %d sent a %s record", link.plan.index, type(record).__name__)
+                link.kill()
+                return
+        self._loop.call_soon(self._kick)
+
+    def _mcast(self, request: McastRequest) -> bool:
+        try:
+            frame = encode_service(request.service, request.function, request.payload)
+            lane = PgLane.SYNC if request.sync else PgLane.APP
+            return self.pg.mcast([ENGINE_GROUP], frame, guarantee=request.guarantee, lane=lane)
+        except CsError as error:
+            serv_log.error("Dropped a multicast of service %d: %s", request.service, error)
+            return True
+
+    def _cmap_write(self, link: WorkerLink, request: int, data: bytes) -> None:
+        try:
+            write = decode_write(data)
+        except CsError as error:
+            serv_log.error("Worker %d sent a bad cmap write: %s", link.plan.index, error)
+            link.send(CmapResult(request, error.code), Lane.SYNC)
+            return
+        code, _changes = apply_write(self.store, write)
+        link.send(CmapResult(request, code), Lane.SYNC)
+        self._publish_cmap()
+
+    def _publish_cmap(self) -> None:
+        changes = self.store.take_changes()
+        if not changes:
+            return
+        record = CmapChanges(tuple(encode_change(change) for change in changes))
+        for link in self.links:
+            link.send(record, Lane.SYNC)
+
+    # -- supervision -------------------------------------------------------------------------
+
+    def _arm_budget_check(self) -> None:
+        period = max(self._settings.token_timeout / 4, 0.05)
+        self._budget_timer = self._loop.call_later(period, self._check_budgets)
+
+    def _check_budgets(self) -> None:
+        now = self._loop.time()
+        for link in self.links:
+            if not link.closed and link.over_budget(now):
+                serv_log.error(
+                    "Worker %d has not kept up with the ring for over %d ms (%d records "
+                    "waiting); restarting it",
+                    link.plan.index,
+                    self._settings.token_timeout * 1000,
+                    link.backlog,
+                )
+                link.kill()
+        if not self._stopping:
+            self._arm_budget_check()
+
+    def _on_exit(self, link: WorkerLink, code: int | None) -> None:
+        self._held.pop(link, None)
+        if self._stopping:
+            return
+        serv_log.error(
+            "Service engine worker %d (%s) exited with code %s; restarting it and rejoining",
+            link.plan.index,
+            ", ".join(link.plan.names),
+            code,
+        )
+        self._loop.create_task(self._restart(link))
+
+    async def _restart(self, dead: WorkerLink) -> None:
+        self.restarts += 1
+        self.links.remove(dead)
+        # A fresh core, totempg and sync round for the whole node: leaving and joining again
+        # makes every engine on every node resynchronise through the normal sync path.
+        self.core = self._core_factory()
+        self.pg = self._new_pg()
+        self.sync = SyncCoordinator(self._local_services)
+        self._held.clear()
+        for link in self.links:
+            link.resume()
+        await self._start_worker(dead.plan)
+        self._replace_core(self.core)
+
+    async def shutdown(self) -> None:
+        """Unload every engine (workers in reverse order), then let the caller leave the ring."""
+        self._stopping = True
+        if self._budget_timer is not None:
+            self._budget_timer.cancel()
+        serv_log.log(NOTICE, "Unloading all Corosync service engines.")
+        for link in reversed(self.links):
+            link.send(Shutdown(), Lane.SYNC)
+            self._kick()
+            await self._wait_unloaded(link)
+        for link in self.links:
+            link.close()
+            await self._reap(link)
+
+    async def _wait_unloaded(self, link: WorkerLink) -> None:
+        try:
+            await asyncio.wait_for(link.finished.wait(), UNLOAD_TIMEOUT)
+        except TimeoutError:
+            serv_log.error("Worker %d did not unload in time; killing it", link.plan.index)
+            link.kill()
+
+    async def _reap(self, link: WorkerLink) -> None:
+        process = link.process
+        if process is None:
+            return
+        try:
+            await asyncio.wait_for(process.wait(), UNLOAD_TIMEOUT)
+        except TimeoutError:
+            link.kill()
+            await process.wait()

@@ -1,0 +1,421 @@
+"""The records that travel between the Totem process and a worker over their shared-memory rings.
+
+Theory of operation
+-------------------
+Each record is one msgpack array ``[tag, stamp, field, ...]``. The tag names the record type
+(:class:`Tag`); the fields are positional and typed per tag.
+
+*Totem → worker* records carry a **stamp**: one counter per worker, incremented for every
+record, whichever lane (SYNC or APP) it is written to. The lanes exist so that sync steps find
+room when application deliveries fill the ring, but the worker must still apply records in
+the order the Totem process produced them (a configuration change may never overtake a message
+of the old configuration), so it applies them strictly by stamp and holds a record whose
+predecessors sit unread in the other lane (:class:`StampOrder`). *Worker → Totem* records
+carry stamp 0: there the SYNC lane really does go first.
+
+Decoding trusts nothing: the other side is another process. Any malformed record raises
+:class:`WorkerProtoError`; the supervisor treats that as a crashed worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
+from pycorosync.lib.errors import CsErrorCode, MessageError
+
+__all__ = [
+    "CmapChanges",
+    "CmapResult",
+    "CmapWriteRequest",
+    "ConfChg",
+    "Deliver",
+    "Init",
+    "McastRequest",
+    "Quorum",
+    "Ready",
+    "Record",
+    "Shutdown",
+    "StampOrder",
+    "SyncDone",
+    "SyncStep",
+    "SyncStepKind",
+    "Tag",
+    "Unloaded",
+    "WorkerProtoError",
+    "decode",
+    "encode",
+]
+
+
+class WorkerProtoError(MessageError):
+    """A record between the Totem process and a worker is malformed."""
+
+
+class Tag(IntEnum):
+    INIT = 1
+    DELIVER = 2
+    CONFCHG = 3
+    SYNC_STEP = 4
+    CMAP_CHANGES = 5
+    CMAP_RESULT = 6
+    QUORUM = 7
+    SHUTDOWN = 8
+    MCAST = 20
+    CMAP_WRITE = 21
+    SYNC_DONE = 22
+    READY = 23
+    UNLOADED = 24
+
+
+class SyncStepKind(IntEnum):
+    INIT = 1
+    PROCESS = 2
+    ACTIVATE = 3
+    ABORT = 4
+    COMPLETE = 5
+    """The round finished on every member: client traffic flows again."""
+
+
+# --- Totem → worker ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """First record: who this node is, and the cmap snapshot the replica starts from."""
+
+    nodeid: int
+    snapshot: bytes
+    """An encoded :class:`~pycorosync.exec.icmap_records.CmapSnapshot`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A message for one engine, in the ring's agreed (or safe) order."""
+
+    service: int
+    function: int
+    sender: int
+    guarantee: Guarantee
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConfChg:
+    kind: ConfigKind
+    members: tuple[int, ...]
+    left: tuple[int, ...]
+    joined: tuple[int, ...]
+    ring_id: RingId
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep:
+    """One step of a sync round. ``service`` is -1 for INIT and COMPLETE (every engine);
+    ``transitional`` and ``members`` are filled for INIT only."""
+
+    kind: SyncStepKind
+    service: int
+    ring_id: RingId
+    transitional: tuple[int, ...] = ()
+    members: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CmapChanges:
+    changes: tuple[bytes, ...]
+    """Encoded :class:`~pycorosync.exec.icmap_records.CmapChange` records, in store order."""
+
+
+@dataclass(frozen=True, slots=True)
+class CmapResult:
+    request: int
+    error: CsErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class Quorum:
+    quorate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Unload every engine (reverse priority) and answer :class:`Unloaded`."""
+
+
+# --- worker → Totem ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class McastRequest:
+    service: int
+    function: int
+    guarantee: Guarantee
+    sync: bool
+    """Multicast on the SYNC lane (an engine's sync traffic)."""
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CmapWriteRequest:
+    request: int
+    """The worker's id for the write; the result comes back as :class:`CmapResult`."""
+    write: bytes
+    """The encoded write (see :mod:`pycorosync.exec.cmap_owner`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDone:
+    service: int
+    ring_id: RingId
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Every engine ran ``exec_init``; ``services`` are the ids the worker hosts."""
+
+    services: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unloaded:
+    """Every engine ran ``exec_exit``; the worker is about to exit."""
+
+
+Record = (
+    Init
+    | Deliver
+    | ConfChg
+    | SyncStep
+    | CmapChanges
+    | CmapResult
+    | Quorum
+    | Shutdown
+    | McastRequest
+    | CmapWriteRequest
+    | SyncDone
+    | Ready
+    | Unloaded
+)
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+def encode(record: Record, stamp: int = 0) -> bytes:
+    fields = _fields(record)
+    fields.insert(1, stamp)
+    packed: bytes = msgpack.packb(fields)
+    return packed
+
+
+def _fields(record: Record) -> list[Any]:  # noqa: C901 - one line per record type
+    match record:
+        case Deliver(service, function, sender, guarantee, payload):
+            return [Tag.DELIVER, service, function, sender, int(guarantee), payload]
+        case McastRequest(service, function, guarantee, sync, payload):
+            return [Tag.MCAST, service, function, int(guarantee), sync, payload]
+        case ConfChg(kind, members, left, joined, ring_id):
+            return [Tag.CONFCHG, int(kind), members, left, joined, tuple(ring_id)]
+        case SyncStep(kind, service, ring_id, transitional, members):
+            return [Tag.SYNC_STEP, int(kind), service, tuple(ring_id), transitional, members]
+        case SyncDone(service, ring_id):
+            return [Tag.SYNC_DONE, service, tuple(ring_id)]
+        case Init(nodeid, snapshot):
+            return [Tag.INIT, nodeid, snapshot]
+        case CmapChanges(changes):
+            return [Tag.CMAP_CHANGES, changes]
+        case CmapResult(request, error):
+            return [Tag.CMAP_RESULT, request, int(error)]
+        case CmapWriteRequest(request, write):
+            return [Tag.CMAP_WRITE, request, write]
+        case Quorum(quorate):
+            return [Tag.QUORUM, quorate]
+        case Ready(services):
+            return [Tag.READY, services]
+        case Shutdown():
+            return [Tag.SHUTDOWN]
+        case Unloaded():
+            return [Tag.UNLOADED]
+    raise TypeError(f"not a worker record: {record!r}")
+
+
+def decode(data: bytes | memoryview) -> tuple[int, Record]:
+    """``(stamp, record)``; :class:`WorkerProtoError` for anything malformed."""
+    try:
+        fields = msgpack.unpackb(data, use_list=True, strict_map_key=True)
+    except Exception as error:  # msgpack raises several unrelated types for garbage
+        raise WorkerProtoError(f"undecodable worker record: {error}") from None
+    if not isinstance(fields, list) or len(fields) < 2:
+        raise WorkerProtoError("a worker record is an array of at least tag and stamp")
+    tag, stamp, *rest = fields
+    _check_int(stamp, "stamp", 0, (1 << 64) - 1)
+    try:
+        builder = _BUILDERS[Tag(tag)]
+    except (ValueError, TypeError):
+        raise WorkerProtoError(f"unknown worker record tag {tag!r}") from None
+    try:
+        return stamp, builder(*rest)
+    except TypeError:
+        raise WorkerProtoError(f"wrong field count for a {Tag(tag).name} record") from None
+
+
+# --- decoding helpers -------------------------------------------------------------------------
+
+
+def _check_int(value: object, what: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise WorkerProtoError(f"{what} {value!r} is not an integer in {low}..{high}")
+    return value
+
+
+def _u16(value: object, what: str) -> int:
+    return _check_int(value, what, 0, 0xFFFF)
+
+
+def _u32(value: object, what: str) -> int:
+    return _check_int(value, what, 0, 0xFFFFFFFF)
+
+
+def _bytes(value: object, what: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise WorkerProtoError(f"{what} is not bytes")
+    return value
+
+
+def _bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise WorkerProtoError(f"{what} is not a boolean")
+    return value
+
+
+def _nodeids(value: object, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise WorkerProtoError(f"{what} is not a list of nodeids")
+    return tuple(_u32(item, what) for item in value)
+
+
+def _ring(value: object) -> RingId:
+    if not isinstance(value, list) or len(value) != 2:
+        raise WorkerProtoError("a ring id is [seq, rep]")
+    return RingId(_check_int(value[0], "ring seq", 0, (1 << 64) - 1), _u32(value[1], "ring rep"))
+
+
+def _enum(kind: type[IntEnum], value: object, what: str) -> Any:
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        raise WorkerProtoError(f"bad {what} {value!r}") from None
+
+
+def _deliver(service: object, function: object, sender: object, g: object, p: object) -> Deliver:
+    return Deliver(
+        _u16(service, "service"),
+        _u16(function, "function"),
+        _u32(sender, "sender"),
+        _enum(Guarantee, g, "guarantee"),
+        _bytes(p, "payload"),
+    )
+
+
+def _mcast(service: object, function: object, g: object, sync: object, p: object) -> McastRequest:
+    return McastRequest(
+        _u16(service, "service"),
+        _u16(function, "function"),
+        _enum(Guarantee, g, "guarantee"),
+        _bool(sync, "sync"),
+        _bytes(p, "payload"),
+    )
+
+
+def _confchg(kind: object, members: object, left: object, joined: object, ring: object) -> ConfChg:
+    return ConfChg(
+        _enum(ConfigKind, kind, "configuration kind"),
+        _nodeids(members, "members"),
+        _nodeids(left, "left"),
+        _nodeids(joined, "joined"),
+        _ring(ring),
+    )
+
+
+def _sync_step(kind: object, service: object, ring: object, trans: object, memb: object) -> SyncStep:
+    step_kind = _enum(SyncStepKind, kind, "sync step")
+    low = -1 if step_kind in (SyncStepKind.INIT, SyncStepKind.COMPLETE) else 0
+    return SyncStep(
+        step_kind,
+        _check_int(service, "service", low, 0xFFFF),
+        _ring(ring),
+        _nodeids(trans, "transitional members"),
+        _nodeids(memb, "members"),
+    )
+
+
+def _cmap_changes(changes: object) -> CmapChanges:
+    if not isinstance(changes, list):
+        raise WorkerProtoError("cmap changes are a list")
+    return CmapChanges(tuple(_bytes(change, "cmap change") for change in changes))
+
+
+def _ready(services: object) -> Ready:
+    if not isinstance(services, list):
+        raise WorkerProtoError("ready lists the hosted service ids")
+    return Ready(tuple(_u16(service, "service") for service in services))
+
+
+_BUILDERS: dict[Tag, Any] = {
+    Tag.INIT: lambda nodeid, snapshot: Init(_u32(nodeid, "nodeid"), _bytes(snapshot, "snapshot")),
+    Tag.DELIVER: _deliver,
+    Tag.CONFCHG: _confchg,
+    Tag.SYNC_STEP: _sync_step,
+    Tag.CMAP_CHANGES: _cmap_changes,
+    Tag.CMAP_RESULT: lambda request, error: CmapResult(
+        _u32(request, "request"), _enum(CsErrorCode, error, "error code")
+    ),
+    Tag.QUORUM: lambda quorate: Quorum(_bool(quorate, "quorate")),
+    Tag.SHUTDOWN: Shutdown,
+    Tag.MCAST: _mcast,
+    Tag.CMAP_WRITE: lambda request, write: CmapWriteRequest(
+        _u32(request, "request"), _bytes(write, "write")
+    ),
+    Tag.SYNC_DONE: lambda service, ring: SyncDone(_u16(service, "service"), _ring(ring)),
+    Tag.READY: _ready,
+    Tag.UNLOADED: Unloaded,
+}
+
+
+# --- ordering across lanes --------------------------------------------------------------------
+
+
+class StampOrder:
+    """Releases Totem → worker records strictly in stamp order, whichever lane they came from.
+
+    Stamps are consecutive from 1. A record ahead of a gap waits here; the gap's record is
+    already in the ring (the Totem process wrote it first), so the next read fills it. Memory
+    is bounded by what the two rings hold.
+    """
+
+    def __init__(self) -> None:
+        self._next = 1
+        self._held: dict[int, Record] = {}
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def push(self, stamp: int, record: Record) -> list[Record]:
+        """Add one record; return every record that is now in order."""
+        if stamp < self._next or stamp in self._held:
+            raise WorkerProtoError(f"record stamp {stamp} repeated (next is {self._next})")
+        if stamp != self._next:
+            self._held[stamp] = record
+            return []
+        out = [record]
+        self._next += 1
+        while self._next in self._held:
+            out.append(self._held.pop(self._next))
+            self._next += 1
+        return out

@@ -1,0 +1,250 @@
+"""Worker processes, as the Totem process starts, feeds and supervises them.
+
+Theory of operation
+-------------------
+Engines are placed as DESIGN.md says: every engine that asks for a worker of its own
+(``own_worker``) gets one; all others share worker 0. For each worker the Totem process
+creates two shared-memory channels (:mod:`pycorosync.exec.shmring`) - Totem → worker and
+worker → Totem - and starts a *fresh interpreter* (``python -m pycorosync.exec.worker``) that
+inherits only those channels' fds (``pass_fds``) and a pipe on its stdin: the worker exits when
+that pipe closes, so a Totem process that dies never leaves workers behind.
+
+Sending to a worker (:meth:`WorkerLink.send`) stamps every record with the next number of the
+worker's sequence (see :mod:`pycorosync.exec.worker_proto`). A record that finds its lane full
+goes to a per-worker overflow queue, and so does every record after it until the queue is
+drained, so the order never breaks; the worker's space wake-up drains it. That overflow is the
+worker's *delivery budget*: a worker that keeps a non-empty overflow for longer than the token
+timeout is not keeping up with the ring and is treated as crashed (killed, then restarted by
+the owner), because Totem itself can never wait for it.
+
+Receiving: the worker → Totem channel is read when its eventfd fires, SYNC lane first; the
+records go to the owner's ``on_record``. The owner may refuse a multicast (its SRP queue is
+full); it then keeps that record and calls :meth:`WorkerLink.pause` until the token makes room,
+so the ring between them fills and the worker's clients see ``CS_ERR_TRY_AGAIN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pycorosync.exec.logsys import subsys_logger
+from pycorosync.exec.shmring import Channel, ChannelReader, ChannelWriter, Lane, ShmRingError
+from pycorosync.exec.worker_proto import Record, WorkerProtoError, decode, encode
+from pycorosync.plugins.engine import ServiceEngine
+
+log = subsys_logger("MAIN")
+
+READ_BATCH = 256
+"""Records taken from a worker per loop turn, so one busy worker cannot hog the Totem loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlan:
+    """Which engines one worker hosts (in load order)."""
+
+    index: int
+    engines: tuple[type[ServiceEngine], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(engine.name for engine in self.engines)
+
+    @property
+    def services(self) -> tuple[int, ...]:
+        return tuple(engine.service_id for engine in self.engines)
+
+
+def plan_workers(engines: Sequence[type[ServiceEngine]]) -> list[WorkerPlan]:
+    """Worker 0 hosts the engines that share; each ``own_worker`` engine gets the next one."""
+    shared = tuple(engine for engine in engines if not engine.own_worker)
+    alone = [engine for engine in engines if engine.own_worker]
+    plans = [WorkerPlan(0, shared)] if shared else []
+    for engine in alone:
+        plans.append(WorkerPlan(len(plans), (engine,)))
+    return plans
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """What every worker is told at start, besides its channels."""
+
+    run_dir: str
+    logging_keys: Mapping[str, str]
+    token_timeout: float
+    """Seconds a worker may stay over its delivery budget before it is treated as crashed."""
+    lane_capacity: int = 4 << 20
+
+
+OnRecord = Callable[["WorkerLink", Record], None]
+OnExit = Callable[["WorkerLink", int | None], None]
+
+
+@dataclass(slots=True)
+class _Overflow:
+    records: deque[tuple[Lane, bytes]] = field(default_factory=deque)
+    since: float | None = None
+
+
+class WorkerLink:
+    """One running worker: its process, its two channels and the send/receive plumbing."""
+
+    def __init__(
+        self,
+        plan: WorkerPlan,
+        settings: WorkerSettings,
+        loop: asyncio.AbstractEventLoop,
+        on_record: OnRecord,
+        on_exit: OnExit,
+    ) -> None:
+        self.plan = plan
+        self._settings = settings
+        self._loop = loop
+        self._on_record = on_record
+        self._on_exit = on_exit
+        self._down = Channel.create(settings.lane_capacity)
+        self._up = Channel.create(settings.lane_capacity)
+        self._writer: ChannelWriter = self._down.writer()
+        self._reader: ChannelReader = self._up.reader()
+        self._stamp = 0
+        self._overflow = _Overflow()
+        self._paused = False
+        self._closed = False
+        self._pending: deque[bytes] = deque()
+        """Records taken from the ring but not yet handed over (the owner paused us)."""
+        self._more = False
+        self.process: asyncio.subprocess.Process | None = None
+        self.ready = False
+        self.finished = asyncio.Event()
+        """Set when the worker said its engines are unloaded, or when it exited."""
+        self.exit_code: int | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def spawn(self) -> None:
+        spec = {
+            "down": self._down.fds.to_arg(),
+            "up": self._up.fds.to_arg(),
+            "engines": list(self.plan.names),
+            "index": self.plan.index,
+            "run_dir": self._settings.run_dir,
+            "logging": dict(self._settings.logging_keys),
+        }
+        fds = (*self._down.fds.all(), *self._up.fds.all())
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pycorosync.exec.worker",
+            json.dumps(spec),
+            stdin=asyncio.subprocess.PIPE,
+            pass_fds=fds,
+        )
+        self._loop.add_reader(self._reader.data_fileno, self._on_readable)
+        self._loop.add_reader(self._writer.space_fileno, self._on_space)
+        self._loop.create_task(self._watch())
+        log.debug("Worker %d started (pid %d): %s", self.plan.index, self.process.pid, self.plan.names)
+
+    async def _watch(self) -> None:
+        assert self.process is not None
+        code = await self.process.wait()
+        self.exit_code = code
+        self._on_readable()  # whatever it managed to write before it went
+        self.close()
+        self.finished.set()
+        self._on_exit(self, code)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._reader.data_fileno)
+        self._loop.remove_reader(self._writer.space_fileno)
+        if self.process is not None and self.process.stdin is not None:
+            self.process.stdin.close()  # the worker's cue to exit, if it still runs
+        self._down.close()
+        self._up.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- towards the worker ------------------------------------------------------------------
+
+    def send(self, record: Record, lane: Lane = Lane.APP) -> None:
+        """Queue ``record`` for the worker, in order; never refuses (see the budget)."""
+        if self._closed:
+            return
+        self._stamp += 1
+        data = encode(record, self._stamp)
+        overflow = self._overflow
+        if not overflow.records and self._writer.write(lane, data):
+            return
+        if overflow.since is None:
+            overflow.since = self._loop.time()
+            self._writer.want_space()
+        overflow.records.append((lane, data))
+
+    def over_budget(self, now: float) -> bool:
+        since = self._overflow.since
+        return since is not None and now - since > self._settings.token_timeout
+
+    @property
+    def backlog(self) -> int:
+        return len(self._overflow.records)
+
+    def _on_space(self) -> None:
+        self._writer.ack_space()
+        overflow = self._overflow
+        while overflow.records:
+            lane, data = overflow.records[0]
+            if not self._writer.write(lane, data):
+                self._writer.want_space()
+                return
+            overflow.records.popleft()
+        overflow.since = None
+
+    # -- from the worker ---------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Stop taking records until :meth:`resume` (the owner holds one it could not send)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        if self._paused and not self._closed:
+            self._paused = False
+            self._loop.call_soon(self._on_readable)
+
+    def _on_readable(self) -> None:
+        if self._paused or self._closed:
+            return
+        try:
+            if not self._pending:
+                self._fill()
+            while self._pending and not self._paused:
+                _stamp, record = decode(self._pending.popleft())
+                self._on_record(self, record)
+        except (ShmRingError, WorkerProtoError) as error:
+            log.error("Worker %d sent garbage (%s); restarting it", self.plan.index, error)
+            self.kill()
+            return
+        if self._more and not self._paused:
+            self._loop.call_soon(self._on_readable)
+
+    def _fill(self) -> None:
+        records = self._reader.read(READ_BATCH)
+        if not records and self._reader.ack_and_arm():
+            records = self._reader.read(READ_BATCH)
+        self._more = len(records) == READ_BATCH
+        self._pending.extend(data for _lane, data in records)
+
+    def __repr__(self) -> str:
+        pid = self.process.pid if self.process is not None else None
+        return f"WorkerLink({self.plan.index}, pid={pid}, engines={self.plan.names})"
