@@ -22,6 +22,7 @@ The framing is lost past that point, so every later read raises too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -67,10 +68,8 @@ class LaneViews:
 
 
 def _drain_eventfd(fd: int) -> None:
-    try:
+    with contextlib.suppress(BlockingIOError):
         os.eventfd_read(fd)
-    except BlockingIOError:
-        pass
 
 
 def _next_arm(seq: int) -> int:
@@ -194,8 +193,7 @@ class ChannelReader:
 
     def read(self, max_records: int = 256) -> list[tuple[Lane, bytes]]:
         """Up to ``max_records`` whole records in order, the SYNC lane's first; [] if none."""
-        if self._broken is not None:
-            raise self._broken
+        self._raise_if_broken()
         records: list[tuple[Lane, bytes]] = []
         freed = False
         for lane in _LANES:
@@ -204,9 +202,13 @@ class ChannelReader:
             freed |= self._drain(lane, records, max_records)
         if freed:
             self._wake_writer()
-        if self._broken is not None and not records:
-            raise self._broken
+        if not records:
+            self._raise_if_broken()
         return records
+
+    def _raise_if_broken(self) -> None:
+        if self._broken is not None:
+            raise self._broken
 
     def ack_and_arm(self) -> bool:
         """Consume a data wake-up, arm for the next, and re-check: True means records are
