@@ -1,9 +1,9 @@
 """Real ``corosync-exec`` processes forming clusters over udpu on loopback addresses.
 
 Each test owns a block of addresses no other test uses (127.0.<block>.x, or ::1 with ports of
-its own), a short run directory under /tmp and its own keys. Every wait polls the nodes' logs
-with a deadline; a timing bound is three times the configured figure (DESIGN.md, Testing).
-Token 1000 ms with token_coefficient 0 keeps failure detection near 2 s.
+its own), a short run directory under /tmp and its own keys (helpers in ``tests/_loopback.py``,
+fixtures ``base`` and ``make_cluster`` in ``tests/conftest.py``). Every wait polls the nodes'
+logs with a deadline; a timing bound is three times the configured figure (DESIGN.md, Testing).
 """
 
 from __future__ import annotations
@@ -11,231 +11,31 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
-import shutil
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests._loopback import (
+    DEADLINE_S,
+    DETECT_BOUND_S,
+    MEMBERS_LINE,
+    PORT,
+    RING_LINE,
+    TOKEN_MS,
+    Cluster,
+    MakeCluster,
+    Node,
+    formed_ring,
+    ipv6_loopback_unavailable,
+    make_key,
+    wait_until,
+)
 from tests._multicast import loopback_multicast_unavailable
 
 pytestmark = pytest.mark.xdist_group("loopback")
-
-TOKEN_MS = 1000
-CONSENSUS_MS = 1200
-DETECT_BOUND_S = 3 * (TOKEN_MS + CONSENSUS_MS) / 1000
-DEADLINE_S = 20.0
-PORT = 15405
-EXEC = (sys.executable, "-m", "pycorosync.exec.main")
-
-_MEMBERS = re.compile(r"\[MAIN  \] Members\[\d+\]: ([0-9 ]+)$", re.MULTILINE)
-_RING = re.compile(r"A new membership \(([0-9a-f]+\.[0-9a-f]+)\) was formed")
-
-
-def wait_until(predicate: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> float:
-    """Poll ``predicate`` until it holds; the seconds it took. Fails after ``deadline_s``."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > deadline_s:
-            pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
-        time.sleep(0.01)
-    return time.monotonic() - start
-
-
-def make_key(path: Path, size: int = 256) -> Path:
-    subprocess.run(
-        [sys.executable, "-m", "pycorosync.tools.keygen", "-k", str(path), "-s", str(size)],
-        check=True,
-        capture_output=True,
-    )
-    return path
-
-
-@dataclass
-class Node:
-    nodeid: int
-    address: str
-    port: int
-    base: Path
-    keyfile: Path | None
-    proc: subprocess.Popen[bytes] | None = None
-    mark: int = 0
-
-    @property
-    def conf(self) -> Path:
-        return self.base / f"n{self.nodeid}.conf"
-
-    @property
-    def log(self) -> Path:
-        return self.base / f"n{self.nodeid}.log"
-
-    def start(self, env: dict[str, str] | None = None) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*EXEC, "-f", "-c", str(self.conf), "-n", str(self.nodeid)],
-                stdout=log,
-                stderr=log,
-                env=env,
-            )
-
-    def text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def since_mark(self) -> str:
-        return self.text()[self.mark :]
-
-    def set_mark(self) -> None:
-        self.mark = len(self.text())
-
-    def members(self) -> str | None:
-        """The last ``Members[N]: ...`` this node logged (since the mark)."""
-        found = _MEMBERS.findall(self.since_mark())
-        return found[-1].strip() if found else None
-
-    def ring(self) -> str | None:
-        found = _RING.findall(self.since_mark())
-        return found[-1] if found else None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def wait_exit(self) -> int:
-        assert self.proc is not None
-        return self.proc.wait(DEADLINE_S)
-
-
-@dataclass
-class Cluster:
-    nodes: list[Node]
-    base: Path
-    extra_totem: str = ""
-    crypto: bool = True
-    transport: str = "udpu"
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def node(self, nodeid: int) -> Node:
-        return self.nodes[nodeid - 1]
-
-    def write_configs(self) -> None:
-        for node in self.nodes:
-            node.conf.write_text(self.config_for(node))
-
-    def config_for(self, node: Node) -> str:
-        if self.crypto:
-            assert node.keyfile is not None
-            crypto = f"    keyfile: {node.keyfile}\n"
-        else:
-            crypto = "    crypto_cipher: none\n    crypto_hash: none\n"
-        entries = "".join(
-            f"    node {{\n        nodeid: {n.nodeid}\n        ring0_addr: {n.address}\n"
-            f"        ring0_port: {n.port}\n    }}\n"
-            for n in self.nodes
-        )
-        return (
-            f"totem {{\n    version: 2\n    cluster_name: loop\n    transport: {self.transport}\n"
-            f"    token: {TOKEN_MS}\n    token_coefficient: 0\n{crypto}{self.extra_totem}}}\n"
-            "logging {\n    to_stderr: yes\n    to_syslog: no\n    timestamp: off\n}\n"
-            f"system {{\n    run_dir: {node.base}/r{node.nodeid}\n"
-            f"    state_dir: {node.base}/s{node.nodeid}\n}}\n"
-            f"nodelist {{\n{entries}}}\n"
-        )
-
-    def start(self) -> None:
-        self.write_configs()
-        for node in self.nodes:
-            node.start()
-
-    def running(self) -> list[Node]:
-        return [node for node in self.nodes if node.alive()]
-
-    def set_marks(self) -> None:
-        for node in self.nodes:
-            node.set_mark()
-
-    def formed(self, nodes: list[Node]) -> bool:
-        """Every one of ``nodes`` has installed one ring made of exactly ``nodes``."""
-        expected = " ".join(str(node.nodeid) for node in nodes)
-        rings = {node.ring() for node in nodes}
-        return all(node.members() == expected for node in nodes) and len(rings) == 1
-
-    def wait_formed(self, nodes: list[Node] | None = None, deadline_s: float = DEADLINE_S) -> float:
-        nodes = self.nodes if nodes is None else nodes
-        ids = [node.nodeid for node in nodes]
-        return wait_until(lambda: self.formed(nodes), f"one ring of {ids}", deadline_s)
-
-    def stop_all(self) -> None:
-        for node in self.nodes:
-            if node.alive():
-                assert node.proc is not None
-                node.proc.kill()
-                node.proc.wait(DEADLINE_S)
-
-
-def _ipv6_loopback() -> str | None:
-    """Why ::1 cannot be used here, or None when it can."""
-    if not socket.has_ipv6:
-        return "Python was built without IPv6"
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError as error:
-        return f"this host cannot bind ::1 ({error.strerror})"
-    return None
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="pcs-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-MakeCluster = Callable[..., Cluster]
-
-
-@pytest.fixture
-def make_cluster(base: Path) -> Iterator[MakeCluster]:
-    """``make_cluster(block, count=3, crypto=True)``: nodes on 127.0.<block>.1..count.
-
-    With crypto the configuration names only the key file: the cipher and hash are the
-    defaults (aes256, sha256), secure by default."""
-    made: list[Cluster] = []
-
-    def make(block: int, count: int = 3, *, crypto: bool = True) -> Cluster:
-        key = make_key(base / "authkey") if crypto else None
-        nodes = [Node(i, f"127.0.{block}.{i}", PORT, base, key) for i in range(1, count + 1)]
-        cluster = Cluster(nodes, base, crypto=crypto)
-        made.append(cluster)
-        return cluster
-
-    yield make
-    for cluster in made:
-        cluster.stop_all()
-
-
-def formed_ring(make_cluster: MakeCluster, block: int) -> Cluster:
-    cluster = make_cluster(block)
-    cluster.start()
-    cluster.wait_formed()
-    cluster.set_marks()
-    return cluster
 
 
 def test_three_nodes_form_one_ring(make_cluster: MakeCluster, base: Path) -> None:
@@ -318,7 +118,7 @@ def test_garbage_flood_neither_crashes_nor_disturbs_the_ring(make_cluster: MakeC
         assert node.alive()
         assert "A processor failed" not in text
         assert "Traceback" not in text
-        assert len(_RING.findall(text)) == 1, (before, text[-2000:])
+        assert len(RING_LINE.findall(text)) == 1, (before, text[-2000:])
         # Refused at the packet protection, before any parsing, and logged rate-limited.
         rejected = text.count("rejected: not a pycorosync Totem packet")
         assert 1 <= rejected <= 10, text[-2000:]
@@ -335,13 +135,13 @@ def test_a_node_with_another_key_stays_out(make_cluster: MakeCluster, base: Path
         wait_until(lambda n=node: "digest does not match" in n.text(), "the bad digest")
     wait_until(lambda: "digest does not match" in stranger.text(), "the stranger's bad digest")
     assert stranger.alive()
-    assert set(_MEMBERS.findall(stranger.text())) == {"3"}
+    assert set(MEMBERS_LINE.findall(stranger.text())) == {"3"}
     for node in insiders:
-        assert all("3" not in members for members in _MEMBERS.findall(node.text()))
+        assert all("3" not in members for members in MEMBERS_LINE.findall(node.text()))
 
 
 def test_ipv6_loopback_with_a_port_per_node(base: Path) -> None:
-    reason = _ipv6_loopback()
+    reason = ipv6_loopback_unavailable()
     if reason is not None:
         pytest.skip(reason)
     key = make_key(base / "authkey")
