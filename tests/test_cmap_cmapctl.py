@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pycorosync.lib.cmap import CmapHandle
+from pycorosync.lib.cmap import CmapHandle, initialize
 from pycorosync.lib.cmap_types import ValueType
 from pycorosync.lib.errors import LibraryError, TryAgainError
 from pycorosync.tools import cmapctl
@@ -226,8 +226,6 @@ def test_try_again_is_retried_a_second_apart(bench: CmapBench) -> None:
 
 def test_stats_map_is_not_there_yet(bench: CmapBench) -> None:
     def connect(cmap_map: int) -> CmapHandle:
-        from pycorosync.lib.cmap import initialize
-
         return initialize(bench.connect(), cmap_map=cmap_map)
 
     err = io.StringIO()
