@@ -387,3 +387,7 @@ def _wait_for_quit(tool: _Tool) -> None:
 
 def _name(error: CsError) -> str:
     return cs_strerror(error.code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
