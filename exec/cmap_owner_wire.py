@@ -30,6 +30,7 @@ import msgpack
 
 from pycorosync.exec.cmap_owner import CmapAdjust, CmapDelete, CmapSet, CmapWrite
 from pycorosync.exec.icmap_records import Buffer, CmapRecordError
+from pycorosync.lib.cmap_types import ValueType
 from pycorosync.lib.errors import CsErrorCode
 
 __all__ = [
@@ -49,6 +50,7 @@ _KIND_DELETE = 1
 _KIND_ADJUST = 3
 _MAX_U64 = (1 << 64) - 1
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+_VALUE_TYPES = frozenset(int(vtype) for vtype in ValueType)
 
 
 class CmapWriteCodecError(CmapRecordError):
@@ -111,7 +113,8 @@ def _decode_write(kind: object, key: str, a: object, b: object) -> CmapWrite:
         _check_int(a, "type", (0, 255))
         if isinstance(b, bool) or not isinstance(b, int | float | str | bytes):
             raise CmapWriteCodecError(f"a set's value cannot be a {type(b).__name__}")
-        return CmapSet(key, b, a)  # type: ignore[arg-type]  # the type is checked on apply
+        vtype = ValueType(a) if a in _VALUE_TYPES else a  # an unknown one is refused on apply
+        return CmapSet(key, b, vtype)  # type: ignore[arg-type]
     if b is not None:
         raise CmapWriteCodecError("a delete or adjust record has no value field")
     if kind == _KIND_DELETE:

@@ -102,15 +102,24 @@ def initialize(
 def _connect(run_dir: str | None) -> CmapTransport:
     # Imported here: the IPC client is a separate module, and a handle given a transport
     # must not need it.
-    ipc = importlib.import_module("pycorosync.lib.ipc")
-    if run_dir is None:
-        return cast(CmapTransport, ipc.IpcClient("cmap"))
-    return cast(CmapTransport, ipc.IpcClient("cmap", run_dir=run_dir))
+    try:
+        ipc = importlib.import_module("pycorosync.lib.ipc")
+    except ImportError as error:
+        raise LibraryError(f"no IPC client to reach the daemon: {error}") from None
+    try:
+        if run_dir is None:
+            return cast(CmapTransport, ipc.IpcClient("cmap"))
+        return cast(CmapTransport, ipc.IpcClient("cmap", run_dir=run_dir))
+    except (ConnectionError, FileNotFoundError) as error:
+        # Corosync's answer when the daemon is not running (qb_to_cs_error: ECONNREFUSED).
+        raise LibraryError(f"cannot connect to the cmap service: {error}") from None
 
 
 class CmapHandle:
     def __init__(self, transport: CmapTransport | None = None, *, run_dir: str | None = None):
-        self._transport: CmapTransport | None = transport or _connect(run_dir)
+        if transport is None:
+            transport = _connect(run_dir)
+        self._transport: CmapTransport | None = transport
         self._context: object = None
         self._cookies = itertools.count(1)
         self._callbacks: dict[int, TrackNotify] = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -301,3 +303,18 @@ def test_tracking_prints_changes_until_q_or_eof(bench: CmapBench, flag: str, qui
         "delete> track.key (u8) = 2\n"
     )
     assert text.startswith('Type "q" to finish\n')
+
+
+def test_runs_as_a_program() -> None:
+    command = [sys.executable, "-m", "pycorosync.tools.cmapctl", "-h"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == cmapctl.USAGE
+
+
+def test_without_a_daemon_the_program_says_so() -> None:
+    # No corosync-exec runs for this test, so there is nothing to connect to.
+    command = [sys.executable, "-m", "pycorosync.tools.cmapctl", "-g", "totem.version"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "Failed to initialize the cmap API. Error CS_ERR_LIBRARY\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import select
+from collections.abc import Callable
 
 import pytest
 
@@ -282,3 +283,58 @@ def test_without_a_transport_it_asks_for_the_ipc_client(monkeypatch: pytest.Monk
     with pytest.raises(LibraryError):
         CmapHandle()
     assert asked == ["pycorosync.lib.ipc"]
+
+
+def test_without_the_ipc_module_it_is_a_library_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> object:
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    with pytest.raises(LibraryError, match="no IPC client"):
+        CmapHandle()
+
+
+def test_a_refused_connection_is_a_library_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Refusing:
+        def __init__(self, service: str, **_options: object) -> None:
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    class FakeIpc:
+        IpcClient = Refusing
+
+    monkeypatch.setattr(importlib, "import_module", lambda _name: FakeIpc)
+    with pytest.raises(LibraryError, match="cannot connect"):
+        CmapHandle(run_dir="/nowhere")
+
+
+def test_iteration_is_live(bench: CmapBench, cmap: CmapHandle) -> None:
+    bench.store.set("l.a", "1", ValueType.STRING)
+    bench.store.set("l.c", "1", ValueType.STRING)
+    handle = cmap.iter_init("l.")
+    assert cmap.iter_next(handle)[0] == "l.a"
+    cmap.set_string("l.b", "added ahead of the iterator")
+    cmap.delete("l.c")
+    assert cmap.iter_next(handle)[0] == "l.b"
+    with pytest.raises(NoSectionsError):
+        cmap.iter_next(handle)
+
+
+class _OddTransport:
+    """Hands dispatch a message that is not a notification."""
+
+    def request(self, message_id: int, payload: bytes) -> bytes:
+        raise AssertionError("not used")
+
+    def fd_get(self) -> int:
+        return -1
+
+    def dispatch(self, flags: int, callback: Callable[[int, bytes], None]) -> None:
+        callback(4, b"")
+
+    def finalize(self) -> None:
+        pass
+
+
+def test_an_unknown_dispatch_message_is_a_library_error() -> None:
+    with pytest.raises(LibraryError, match="unexpected cmap dispatch message 4"):
+        CmapHandle(_OddTransport()).dispatch()

@@ -208,3 +208,10 @@ def test_malformed_records_are_refused(record: object) -> None:
 def test_only_bytes_decode() -> None:
     with pytest.raises(CmapWriteCodecError, match="must be bytes"):
         decode_write_request("text")  # type: ignore[arg-type]
+
+
+def test_a_decoded_set_carries_a_value_type() -> None:
+    data = encode_write_request(WriteRequest(1, CmapSet("a.key", 1, ValueType.UINT8)))
+    write = decode_write_request(data).write
+    assert isinstance(write, CmapSet)
+    assert write.vtype is ValueType.UINT8
