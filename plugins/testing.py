@@ -247,6 +247,10 @@ class FakeCluster(Generic[EngineT]):
             delivered += 1
         return delivered
 
+    def apply_cmap_writes(self) -> int:
+        """Let every node's cmap owner apply its pending writes; return how many."""
+        return sum(executive.apply_cmap_writes() for executive in self.executives.values())
+
     def change_membership(self, members: Iterable[int]) -> RingId:
         """Install a new configuration on ``members`` and run its sync round."""
         new = tuple(sorted(set(members)))

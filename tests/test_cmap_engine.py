@@ -14,7 +14,7 @@ from pycorosync.lib.errors import BadHandleError, CsErrorCode, InvalidParamError
 from pycorosync.plugins.engine import FlowControl, SendStatus
 from pycorosync.plugins.registry import ServiceRegistry
 from pycorosync.plugins.sources import installed_sources
-from pycorosync.plugins.testing import FakeExecutive, Reply
+from pycorosync.plugins.testing import FakeCluster, FakeExecutive, Reply
 from pycorosync.services.cmap import CmapEngine
 from pycorosync.tools import cmapctl
 from tests._cmap_bench import NODE, CmapBench
@@ -169,3 +169,15 @@ def test_the_engine_is_a_declared_builtin_with_corosyncs_identity() -> None:
 def test_corosync_cmapctl_is_a_console_script() -> None:
     (script,) = entry_points(group="console_scripts", name="corosync-cmapctl")
     assert script.load() is cmapctl.main
+
+
+def test_a_cluster_applies_each_nodes_writes_to_its_own_cmap() -> None:
+    cluster = FakeCluster(CmapEngine, [1, 2])
+    cluster.change_membership([1, 2])
+    outcomes: list[CsErrorCode] = []
+    cluster.executives[1].cmap_write(CmapSet("n.one", 1, ValueType.UINT8), outcomes.append)
+    cluster.executives[2].cmap_write(CmapDelete("n.none"), outcomes.append)
+    assert cluster.apply_cmap_writes() == 2
+    assert outcomes == [CsErrorCode.CS_OK, CsErrorCode.CS_ERR_NOT_EXIST]
+    assert "n.one" in cluster.executives[1].store
+    assert "n.one" not in cluster.executives[2].store

@@ -189,8 +189,9 @@ def _parse(argv: list[str], out: TextIO, err: TextIO) -> _Options:
     try:
         flags, operands = getopt.gnu_getopt(argv, "m:hgsdDtTbp:qC:")
     except getopt.GetoptError as error:
-        print(f"corosync-cmapctl: {error}", file=err)
-        print(USAGE, end="", file=err)
+        # glibc's getopt words; Corosync's tool then just exits 1.
+        problem = "option requires an argument" if "requires" in error.msg else "invalid option"
+        print(f"corosync-cmapctl: {problem} -- '{error.opt}'", file=err)
         raise _ExitError(1) from None
     options = _Options(operands=operands)
     for flag, value in flags:
