@@ -41,13 +41,15 @@ third-party engine). This module is the Python counterpart of Corosync's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Generic, NewType, Protocol, TypeVar
 
+from pycorosync.exec.cmap_owner import CmapAdjust, CmapDelete, CmapSet, CmapWrite
+from pycorosync.exec.icmap_tracking import TrackCallback
 from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
-from pycorosync.lib.cmap_types import CmapValue, ValueType
+from pycorosync.lib.cmap_types import CmapEntry, CmapValue, ValueType
 from pycorosync.lib.errors import CsErrorCode
 
 __all__ = [
@@ -56,6 +58,12 @@ __all__ = [
     "RESERVED_SERVICE_ID_MAX",
     "SERVICE_ID_MAX",
     "ClientConnection",
+    "CmapAdjust",
+    "CmapDelete",
+    "CmapSet",
+    "CmapTrackHandle",
+    "CmapWrite",
+    "CmapWriteDone",
     "ExecHandler",
     "ExecutiveApi",
     "FlowControl",
@@ -110,6 +118,12 @@ class SendStatus(IntEnum):
 
 TimerHandle = NewType("TimerHandle", int)
 """Identifies a timer armed with :meth:`ExecutiveApi.timer_add`."""
+
+CmapTrackHandle = NewType("CmapTrackHandle", int)
+"""Identifies a tracker added with :meth:`ExecutiveApi.cmap_track_add`."""
+
+CmapWriteDone = Callable[[CsErrorCode], None]
+"""Told the outcome of a cmap write once the owner applied (``CS_OK``) or refused it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,12 +194,50 @@ class ExecutiveApi(Protocol):
         """Read a key from this worker's cmap replica; ``NotExistError`` if it is absent."""
         ...
 
-    def cmap_set(self, key: str, value: CmapValue, vtype: ValueType) -> SendStatus:
-        """Ask the Totem process (the owner of cmap) to set a key.
+    def cmap_get_entry(self, key: str) -> CmapEntry:
+        """Like :meth:`cmap_get`, with the value's type (and stored length)."""
+        ...
 
-        The write is applied there in one order; this worker's replica, and so ``cmap_get``,
-        shows it once the change event comes back. An invalid key or value raises the
-        matching ``CsError`` (``NameTooLongError``, ``InvalidParamError``) at once.
+    def cmap_iter(self, prefix: str = "") -> Iterator[tuple[str, CmapEntry]]:
+        """The replica's keys starting with ``prefix`` (all for ``""``) with their entries,
+        byte-wise sorted. Live, as Corosync's iterator is: a key added or removed ahead of
+        the iterator's position after it started is seen or skipped; nothing is copied."""
+        ...
+
+    def cmap_track_add(
+        self, key_or_prefix: str, flags: int, callback: TrackCallback
+    ) -> CmapTrackHandle:
+        """Call ``callback(event, key, new entry, old entry)`` on the worker loop for every
+        change to the key (or, with ``TrackFlags.PREFIX``, every key under the prefix) whose
+        event is in ``flags`` (ADD, DELETE, MODIFY). ``new`` is ``None`` on DELETE, ``old``
+        on ADD. Changes are announced as the replica applies them, in the owner's order.
+        Flags with other bits raise ``InvalidParamError``."""
+        ...
+
+    def cmap_track_delete(self, handle: CmapTrackHandle) -> None:
+        """Remove a tracker; an unknown or removed handle raises ``BadHandleError``."""
+        ...
+
+    def cmap_write(self, write: CmapWrite, done: CmapWriteDone) -> SendStatus:
+        """Send ``write`` (:class:`CmapSet`, :class:`CmapDelete` or :class:`CmapAdjust`) to
+        the Totem process, which owns cmap and applies writes in one order with the client
+        checks (read-only keys, key names, types; Corosync's error codes).
+
+        ``done(code)`` is called exactly once, on the worker loop and never from inside this
+        call, after the outcome came back: by then this worker's replica already shows a
+        successful write (and its trackers fired). WOULD_BLOCK means nothing was sent and
+        ``done`` will not be called.
+        """
+        ...
+
+    def cmap_set(self, key: str, value: CmapValue, vtype: ValueType) -> SendStatus:
+        """Ask the Totem process (the owner of cmap) to set a key; fire and forget.
+
+        A thin form of :meth:`cmap_write` with a :class:`CmapSet`. An invalid value, or a bad
+        name for a key this replica lacks, raises the matching ``CsError``
+        (``InvalidParamError``, ``NameTooLongError``) at once; a refusal by the owner (a
+        read-only key) is only logged. The replica, and so ``cmap_get``, shows the write once the
+        change event comes back.
         """
         ...
 

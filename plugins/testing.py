@@ -5,7 +5,11 @@ Theory of operation
 :class:`FakeExecutive` implements :class:`~pycorosync.plugins.engine.ExecutiveApi` for one
 engine on one node, with no I/O: multicasts go to a queue, replies and notifications are
 recorded, timers run on a virtual clock that only :meth:`FakeExecutive.advance` moves, and cmap
-is a dict that applies writes at once (without the real store's validation).
+is a real :class:`~pycorosync.exec.icmap.CmapStore` with Corosync's read-only keys, standing
+for both the Totem process's store and the worker's replica. Writes queue up as they would on
+the ring to the Totem process; :meth:`FakeExecutive.apply_cmap_writes` applies them in order
+with the owner's code (:func:`~pycorosync.exec.cmap_owner.apply_write`, so every error is the
+real one), firing trackers and then each write's ``done``.
 
 :class:`FakeCluster` puts one engine instance per node behind such executives and plays the
 executive's part:
@@ -31,15 +35,21 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from pycorosync.exec.cmap_owner import CmapSet, CmapWrite, apply_write
+from pycorosync.exec.icmap import CmapStore, install_default_ro_keys
+from pycorosync.exec.icmap_tracking import TrackCallback
 from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
-from pycorosync.lib.cmap_types import CmapValue, ValueType
-from pycorosync.lib.errors import CsErrorCode, NotExistError
+from pycorosync.lib.cmap_types import CmapEntry, CmapValue, ValueType, check_key_name
+from pycorosync.lib.errors import CsErrorCode, cs_strerror
 from pycorosync.plugins.engine import (
     ClientConnection,
+    CmapTrackHandle,
+    CmapWriteDone,
     FlowControl,
     SendStatus,
     ServiceEngine,
@@ -50,6 +60,8 @@ from pycorosync.plugins.validation import validate_engine
 __all__ = ["FakeCluster", "FakeExecutive", "Multicast", "Notification", "Reply"]
 
 EngineT = TypeVar("EngineT", bound=ServiceEngine)
+
+_log = logging.getLogger(__name__)
 
 SYNC_PASSES_MAX = 1000
 """A sync round that needs more passes than this is reported as stuck."""
@@ -87,7 +99,11 @@ class FakeExecutive:
         """Multicasts not yet delivered (shared by all nodes of a :class:`FakeCluster`)."""
         self.replies: list[Reply] = []
         self.notifications: list[Notification] = []
-        self.cmap: dict[str, tuple[ValueType, CmapValue]] = {}
+        self.store = CmapStore()
+        """The node's cmap; seed it directly (the executive's own writes bypass read-only)."""
+        install_default_ro_keys(self.store)
+        self.pending_cmap_writes: list[tuple[CmapWrite, CmapWriteDone]] = []
+        """Writes sent towards the owner and not yet applied, oldest first."""
         self.quorate = True
         self.would_block = False
         """While set, multicasts and cmap writes return WOULD_BLOCK and send nothing."""
@@ -136,17 +152,49 @@ class FakeExecutive:
                 callback()
         self.now_ms = target
 
-    def cmap_get(self, key: str) -> CmapValue:
-        try:
-            return self.cmap[key][1]
-        except KeyError:
-            raise NotExistError(key) from None
+    @property
+    def cmap(self) -> dict[str, tuple[ValueType, CmapValue]]:
+        """A copy of the cmap contents, ``key -> (type, value)``."""
+        return {key: (entry.vtype, entry.value) for key, entry in self.store.iter_prefix()}
 
-    def cmap_set(self, key: str, value: CmapValue, vtype: ValueType) -> SendStatus:
+    def cmap_get(self, key: str) -> CmapValue:
+        return self.store.get(key).value
+
+    def cmap_get_entry(self, key: str) -> CmapEntry:
+        return self.store.get(key)
+
+    def cmap_iter(self, prefix: str = "") -> Iterator[tuple[str, CmapEntry]]:
+        return self.store.iter_prefix(prefix)
+
+    def cmap_track_add(
+        self, key_or_prefix: str, flags: int, callback: TrackCallback
+    ) -> CmapTrackHandle:
+        return CmapTrackHandle(self.store.track_add(key_or_prefix, flags, callback))  # type: ignore[arg-type]  # checked by the store
+
+    def cmap_track_delete(self, handle: CmapTrackHandle) -> None:
+        self.store.track_delete(handle)
+
+    def cmap_write(self, write: CmapWrite, done: CmapWriteDone) -> SendStatus:
         if self.would_block:
             return SendStatus.WOULD_BLOCK
-        self.cmap[key] = (vtype, value)
+        self.pending_cmap_writes.append((write, done))
         return SendStatus.QUEUED
+
+    def cmap_set(self, key: str, value: CmapValue, vtype: ValueType) -> SendStatus:
+        CmapEntry(vtype, value)  # InvalidParamError at once, as the contract says
+        if key not in self.store:
+            check_key_name(key)
+        return self.cmap_write(CmapSet(key, value, vtype), _log_refusal(key))
+
+    def apply_cmap_writes(self) -> int:
+        """Apply the pending writes in order as the owner would; return how many."""
+        applied = 0
+        while self.pending_cmap_writes:
+            write, done = self.pending_cmap_writes.pop(0)
+            code, _ = apply_write(self.store, write)
+            done(code)
+            applied += 1
+        return applied
 
     def is_quorate(self) -> bool:
         return self.quorate
@@ -198,6 +246,10 @@ class FakeCluster(Generic[EngineT]):
                 entry.handler(engine, message.payload, message.sender)
             delivered += 1
         return delivered
+
+    def apply_cmap_writes(self) -> int:
+        """Let every node's cmap owner apply its pending writes; return how many."""
+        return sum(executive.apply_cmap_writes() for executive in self.executives.values())
 
     def change_membership(self, members: Iterable[int]) -> RingId:
         """Install a new configuration on ``members`` and run its sync round."""
@@ -265,6 +317,14 @@ class FakeCluster(Generic[EngineT]):
             raise RuntimeError(f"sync_process did not finish on nodes {sorted(pending)}")
         for nodeid in self.members:
             self.engines[nodeid].sync_activate()
+
+
+def _log_refusal(key: str) -> CmapWriteDone:
+    def done(code: CsErrorCode) -> None:
+        if code is not CsErrorCode.CS_OK:
+            _log.warning("cmap_set of %s refused: %s", key, cs_strerror(code))
+
+    return done
 
 
 def _transitional(nodeid: int, old: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, ...]:

@@ -63,6 +63,9 @@ def test_cmap_reads_what_was_written() -> None:
     with pytest.raises(NotExistError):
         api.cmap_get("echo.greeting")
     assert api.cmap_set("echo.greeting", "hello", ValueType.STRING) is SendStatus.QUEUED
+    with pytest.raises(NotExistError):  # not yet: the write is on its way to the owner
+        api.cmap_get("echo.greeting")
+    assert api.apply_cmap_writes() == 1
     assert api.cmap_get("echo.greeting") == "hello"
     assert api.cmap["echo.greeting"] == (ValueType.STRING, "hello")
 
