@@ -21,12 +21,22 @@ delete or inc/dec of a missing key. A refused write changes nothing.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pycorosync.exec.icmap import CmapStore
 from pycorosync.exec.icmap_records import CmapChange
-from pycorosync.lib.cmap_types import CmapValue, TrackEvent, ValueType
-from pycorosync.lib.errors import CsError, CsErrorCode
+from pycorosync.lib.cmap_types import (
+    CmapEntry,
+    CmapValue,
+    TrackEvent,
+    ValueType,
+    check_key_name,
+)
+from pycorosync.lib.errors import CsError, CsErrorCode, cs_strerror
+
+_refusals = logging.getLogger("pycorosync.CMAP")
 
 __all__ = ["CmapAdjust", "CmapDelete", "CmapSet", "CmapWrite", "apply_write"]
 
@@ -97,3 +107,20 @@ def _change_after(store: CmapStore, key: str, existed: bool) -> CmapChange:
         return CmapChange(TrackEvent.DELETE, key, None, store.seq)
     op = TrackEvent.MODIFY if existed else TrackEvent.ADD
     return CmapChange(op, key, store.get(key), store.seq)
+
+
+def fire_and_forget_set(
+    key: str, value: CmapValue, vtype: ValueType, *, present: bool
+) -> tuple[CmapSet, Callable[[CsErrorCode], None]]:
+    """``ExecutiveApi.cmap_set``'s checks and its ``done``: the value (and, for a key the
+    replica lacks - ``present`` False - the name) are checked at once, raising the matching
+    ``CsError``; a refusal by the owner is only logged."""
+    CmapEntry(vtype, value)
+    if not present:
+        check_key_name(key)
+
+    def done(code: CsErrorCode) -> None:
+        if code is not CsErrorCode.CS_OK:
+            _refusals.warning("cmap_set of %s refused: %s", key, cs_strerror(code))
+
+    return CmapSet(key, value, vtype), done

@@ -29,7 +29,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
-from pycorosync.exec.cmap_owner import apply_write, decode_write
+from pycorosync.exec.cmap_owner import apply_write
+from pycorosync.exec.cmap_owner_wire import decode_write_request
 from pycorosync.exec.icmap import CmapStore
 from pycorosync.exec.icmap_records import encode_change, encode_snapshot
 from pycorosync.exec.logformat import NOTICE
@@ -48,7 +49,8 @@ from pycorosync.exec.sync import (
     SyncProcess,
 )
 from pycorosync.exec.totem.events import ConfigChange, ConfigKind, Delivery, RingId
-from pycorosync.exec.totem.pg import FrameOutlet, Lane as PgLane, TotemPg
+from pycorosync.exec.totem.pg import FrameOutlet, TotemPg
+from pycorosync.exec.totem.pg import Lane as PgLane
 from pycorosync.exec.totem.pg_wire import PgWireError, decode_service, encode_service
 from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.worker_proto import (
@@ -256,8 +258,8 @@ class Executive:
             case SyncDone(service, ring_id):
                 self.sync.service_done(service, ring_id)
                 self._run_sync()
-            case CmapWriteRequest(request, write):
-                self._cmap_write(link, request, write)
+            case CmapWriteRequest(write):
+                self._cmap_write(link, write)
             case Ready(services):
                 link.ready = True
                 serv_log.debug("Worker %d is ready: services %s", link.plan.index, services)
@@ -278,16 +280,18 @@ class Executive:
             serv_log.error("Dropped a multicast of service %d: %s", request.service, error)
             return True
 
-    def _cmap_write(self, link: WorkerLink, request: int, data: bytes) -> None:
+    def _cmap_write(self, link: WorkerLink, data: bytes) -> None:
         try:
-            write = decode_write(data)
+            request = decode_write_request(data)
         except CsError as error:
-            serv_log.error("Worker %d sent a bad cmap write: %s", link.plan.index, error)
-            link.send(CmapResult(request, error.code), Lane.SYNC)
+            serv_log.error("Worker %d sent a bad cmap write (%s); restarting it", link.plan.index, error)
+            link.kill()
             return
-        code, _changes = apply_write(self.store, write)
-        link.send(CmapResult(request, code), Lane.SYNC)
+        code, _changes = apply_write(self.store, request.write)
+        # The change reaches every replica before the writer hears the result, so a client
+        # told CS_OK reads its own write.
         self._publish_cmap()
+        link.send(CmapResult(request.request_id, code), Lane.SYNC)
 
     def _publish_cmap(self) -> None:
         changes = self.store.take_changes()

@@ -280,9 +280,7 @@ async def _serve_until_stopped(
         os.chdir(dirs.state_dir)
         node = config.local.require()
         try:
-            totem, executive = await _start_totem(
-                config, registry, node, dirs, protection, store
-            )
+            totem, executive = await _start_totem(config, registry, node, dirs, protection, store)
         except StartupError as error:
             totem_log.error("%s", error.message)
             return error.code
@@ -369,7 +367,9 @@ IPV6_UDP_HEADERS = 48
 def _max_frame(netmtu: int, protection: PacketCrypto) -> int:
     """The largest totempg frame: a recovered message (one MCAST inside another) that is
     sealed must still fit one IPv6 datagram of ``netmtu`` bytes."""
-    return min(MAX_FRAME_SIZE, netmtu - IPV6_UDP_HEADERS - protection.overhead - 2 * MCAST_HEADER_SIZE)
+    return min(
+        MAX_FRAME_SIZE, netmtu - IPV6_UDP_HEADERS - protection.overhead - 2 * MCAST_HEADER_SIZE
+    )
 
 
 def _logging_keys(config: LoadedConfig) -> dict[str, str]:

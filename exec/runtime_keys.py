@@ -25,9 +25,7 @@ def member_ip_text(address: str) -> str:
     return f"r(0) ip({address}) "
 
 
-def apply_membership(
-    store: CmapStore, change: ConfigChange, addresses: Mapping[int, str]
-) -> None:
+def apply_membership(store: CmapStore, change: ConfigChange, addresses: Mapping[int, str]) -> None:
     """Update ``runtime.members.*`` for one REGULAR configuration change."""
     if change.kind is not ConfigKind.REGULAR:
         return

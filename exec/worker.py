@@ -36,8 +36,14 @@ import uvloop
 
 from pycorosync.exec.ipc_server import IpcServer
 from pycorosync.exec.logsys import LogSys, subsys_logger
-from pycorosync.exec.shmring import Channel, ChannelFds, ChannelReader, ChannelWriter, Lane
-from pycorosync.exec.shmring import ShmRingError
+from pycorosync.exec.shmring import (
+    Channel,
+    ChannelFds,
+    ChannelReader,
+    ChannelWriter,
+    Lane,
+    ShmRingError,
+)
 from pycorosync.exec.worker_host import WorkerHost
 from pycorosync.exec.worker_proto import Record, StampOrder, WorkerProtoError, decode, encode
 from pycorosync.lib.errors import CsErrorCode
@@ -188,7 +194,9 @@ class Worker:
     def connected(self, service: str, conn: ClientConnection) -> CsErrorCode:
         return self.host.client_connected(self._services[service], conn)
 
-    def request(self, service: str, conn: ClientConnection, message_id: int, payload: bytes) -> None:
+    def request(
+        self, service: str, conn: ClientConnection, message_id: int, payload: bytes
+    ) -> None:
         self.host.client_request(self._services[service], conn, message_id, payload)
 
     def disconnected(self, service: str, conn: ClientConnection) -> None:
@@ -211,7 +219,10 @@ async def _run(spec: WorkerSpec) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if len(args) != 1:
-        print("usage: python -m pycorosync.exec.worker SPEC (started by corosync-exec)", file=sys.stderr)
+        print(
+            "usage: python -m pycorosync.exec.worker SPEC (started by corosync-exec)",
+            file=sys.stderr,
+        )
         return 2
     spec = WorkerSpec.from_json(args[0])
     # A Ctrl-C reaches the whole process group; the Totem process shuts us down in order.

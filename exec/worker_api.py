@@ -16,12 +16,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from pycorosync.exec.cmap_owner import CmapWrite, fire_and_forget_set
+from pycorosync.exec.cmap_owner_wire import WriteRequest, encode_write_request
+from pycorosync.exec.icmap_replica import CmapReplica
+from pycorosync.exec.icmap_tracking import TrackCallback
 from pycorosync.exec.shmring import Lane
 from pycorosync.exec.totem.events import Guarantee
-from pycorosync.exec.worker_proto import McastRequest
-from pycorosync.lib.cmap_types import CmapValue, ValueType
-from pycorosync.lib.errors import CsErrorCode, LibraryError, NotExistError
-from pycorosync.plugins.engine import ClientConnection, SendStatus, TimerHandle
+from pycorosync.exec.worker_proto import CmapWriteRequest, McastRequest
+from pycorosync.lib.cmap_types import CmapEntry, CmapValue, ValueType
+from pycorosync.lib.errors import CsErrorCode, LibraryError
+from pycorosync.plugins.engine import (
+    ClientConnection,
+    CmapTrackHandle,
+    CmapWriteDone,
+    SendStatus,
+    TimerHandle,
+)
 
 if TYPE_CHECKING:
     from pycorosync.exec.worker_host import Cancellable, WorkerHost
@@ -64,19 +74,41 @@ class EngineApi:
             timer.cancel()
 
     def cmap_get(self, key: str) -> CmapValue:
+        return self.cmap_get_entry(key).value
+
+    def cmap_get_entry(self, key: str) -> CmapEntry:
+        return self._replica().get(key)
+
+    def cmap_iter(self, prefix: str = "") -> Iterator[tuple[str, CmapEntry]]:
+        return self._replica().iter_prefix(prefix)
+
+    def cmap_track_add(
+        self, key_or_prefix: str, flags: int, callback: TrackCallback
+    ) -> CmapTrackHandle:
+        handle = self._replica().track_add(key_or_prefix, flags, callback)  # type: ignore[arg-type]  # checked by the replica
+        return CmapTrackHandle(handle)
+
+    def cmap_track_delete(self, handle: CmapTrackHandle) -> None:
+        self._replica().track_delete(handle)
+
+    def cmap_write(self, write: CmapWrite, done: CmapWriteDone) -> SendStatus:
+        host = self._host
+        request = host.cmap_request_id(done)
+        record = CmapWriteRequest(encode_write_request(WriteRequest(request, write)))
+        if host.send(record, Lane.APP):
+            return SendStatus.QUEUED
+        host.cmap_request_dropped(request)
+        return SendStatus.WOULD_BLOCK
+
+    def cmap_set(self, key: str, value: CmapValue, vtype: ValueType) -> SendStatus:
+        write, done = fire_and_forget_set(key, value, vtype, present=key in self._replica())
+        return self.cmap_write(write, done)
+
+    def _replica(self) -> CmapReplica:
         replica = self._host.replica
         if replica is None:
             raise LibraryError("the cmap replica is not loaded yet")
-        if key not in replica:
-            raise NotExistError(f"no cmap key {key!r}")
-        return replica.get(key).value
-
-    def cmap_iter(self, prefix: str = "") -> Iterator[tuple[str, CmapValue, ValueType]]:
-        replica = self._host.replica
-        if replica is None:
-            return
-        for key, entry in replica.iter_prefix(prefix):
-            yield key, entry.value, entry.vtype
+        return replica
 
     def is_quorate(self) -> bool:
         return self._host.quorate

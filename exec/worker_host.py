@@ -34,7 +34,6 @@ callback that raises is logged and the call dropped; the engine and the worker k
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +43,7 @@ from pycorosync.exec.icmap_replica import CmapReplica
 from pycorosync.exec.logformat import NOTICE
 from pycorosync.exec.logsys import subsys_logger
 from pycorosync.exec.shmring import Lane
+from pycorosync.exec.totem.events import RingId
 from pycorosync.exec.worker_api import EngineApi
 from pycorosync.exec.worker_proto import (
     CmapChanges,
@@ -61,7 +61,6 @@ from pycorosync.exec.worker_proto import (
     Unloaded,
     WorkerProtoError,
 )
-from pycorosync.exec.totem.events import RingId
 from pycorosync.lib.errors import CsError, CsErrorCode
 from pycorosync.plugins.engine import ClientConnection, FlowControl, ServiceEngine
 

@@ -134,6 +134,7 @@ class CmapChanges:
 @dataclass(frozen=True, slots=True)
 class CmapResult:
     request: int
+    """The id the worker gave the write."""
     error: CsErrorCode
 
 
@@ -162,10 +163,9 @@ class McastRequest:
 
 @dataclass(frozen=True, slots=True)
 class CmapWriteRequest:
-    request: int
-    """The worker's id for the write; the result comes back as :class:`CmapResult`."""
     write: bytes
-    """The encoded write (see :mod:`pycorosync.exec.cmap_owner`)."""
+    """An encoded :class:`~pycorosync.exec.cmap_owner_wire.WriteRequest`: the write and the
+    worker's id for it, which comes back in :class:`CmapResult`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +213,7 @@ def encode(record: Record, stamp: int = 0) -> bytes:
     return packed
 
 
-def _fields(record: Record) -> list[Any]:  # noqa: C901 - one line per record type
+def _fields(record: Record) -> list[Any]:
     match record:
         case Deliver(service, function, sender, guarantee, payload):
             return [Tag.DELIVER, service, function, sender, int(guarantee), payload]
@@ -231,8 +231,8 @@ def _fields(record: Record) -> list[Any]:  # noqa: C901 - one line per record ty
             return [Tag.CMAP_CHANGES, changes]
         case CmapResult(request, error):
             return [Tag.CMAP_RESULT, request, int(error)]
-        case CmapWriteRequest(request, write):
-            return [Tag.CMAP_WRITE, request, write]
+        case CmapWriteRequest(write):
+            return [Tag.CMAP_WRITE, write]
         case Quorum(quorate):
             return [Tag.QUORUM, quorate]
         case Ready(services):
@@ -342,7 +342,9 @@ def _confchg(kind: object, members: object, left: object, joined: object, ring: 
     )
 
 
-def _sync_step(kind: object, service: object, ring: object, trans: object, memb: object) -> SyncStep:
+def _sync_step(
+    kind: object, service: object, ring: object, trans: object, memb: object
+) -> SyncStep:
     step_kind = _enum(SyncStepKind, kind, "sync step")
     low = -1 if step_kind in (SyncStepKind.INIT, SyncStepKind.COMPLETE) else 0
     return SyncStep(
@@ -373,14 +375,12 @@ _BUILDERS: dict[Tag, Any] = {
     Tag.SYNC_STEP: _sync_step,
     Tag.CMAP_CHANGES: _cmap_changes,
     Tag.CMAP_RESULT: lambda request, error: CmapResult(
-        _u32(request, "request"), _enum(CsErrorCode, error, "error code")
+        _check_int(request, "request", 0, (1 << 64) - 1), _enum(CsErrorCode, error, "error code")
     ),
     Tag.QUORUM: lambda quorate: Quorum(_bool(quorate, "quorate")),
     Tag.SHUTDOWN: Shutdown,
     Tag.MCAST: _mcast,
-    Tag.CMAP_WRITE: lambda request, write: CmapWriteRequest(
-        _u32(request, "request"), _bytes(write, "write")
-    ),
+    Tag.CMAP_WRITE: lambda write: CmapWriteRequest(_bytes(write, "write")),
     Tag.SYNC_DONE: lambda service, ring: SyncDone(_u16(service, "service"), _ring(ring)),
     Tag.READY: _ready,
     Tag.UNLOADED: Unloaded,

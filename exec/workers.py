@@ -146,7 +146,9 @@ class WorkerLink:
         self._loop.add_reader(self._reader.data_fileno, self._on_readable)
         self._loop.add_reader(self._writer.space_fileno, self._on_space)
         self._loop.create_task(self._watch())
-        log.debug("Worker %d started (pid %d): %s", self.plan.index, self.process.pid, self.plan.names)
+        log.debug(
+            "Worker %d started (pid %d): %s", self.plan.index, self.process.pid, self.plan.names
+        )
 
     async def _watch(self) -> None:
         assert self.process is not None

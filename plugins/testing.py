@@ -40,12 +40,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from pycorosync.exec.cmap_owner import CmapSet, CmapWrite, apply_write
+from pycorosync.exec.cmap_owner import CmapWrite, apply_write, fire_and_forget_set
 from pycorosync.exec.icmap import CmapStore, install_default_ro_keys
 from pycorosync.exec.icmap_tracking import TrackCallback
 from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
-from pycorosync.lib.cmap_types import CmapEntry, CmapValue, ValueType, check_key_name
-from pycorosync.lib.errors import CsErrorCode, cs_strerror
+from pycorosync.lib.cmap_types import CmapEntry, CmapValue, ValueType
+from pycorosync.lib.errors import CsErrorCode
 from pycorosync.plugins.engine import (
     ClientConnection,
     CmapTrackHandle,
@@ -181,10 +181,8 @@ class FakeExecutive:
         return SendStatus.QUEUED
 
     def cmap_set(self, key: str, value: CmapValue, vtype: ValueType) -> SendStatus:
-        CmapEntry(vtype, value)  # InvalidParamError at once, as the contract says
-        if key not in self.store:
-            check_key_name(key)
-        return self.cmap_write(CmapSet(key, value, vtype), _log_refusal(key))
+        write, done = fire_and_forget_set(key, value, vtype, present=key in self.store)
+        return self.cmap_write(write, done)
 
     def apply_cmap_writes(self) -> int:
         """Apply the pending writes in order as the owner would; return how many."""
@@ -317,14 +315,6 @@ class FakeCluster(Generic[EngineT]):
             raise RuntimeError(f"sync_process did not finish on nodes {sorted(pending)}")
         for nodeid in self.members:
             self.engines[nodeid].sync_activate()
-
-
-def _log_refusal(key: str) -> CmapWriteDone:
-    def done(code: CsErrorCode) -> None:
-        if code is not CsErrorCode.CS_OK:
-            _log.warning("cmap_set of %s refused: %s", key, cs_strerror(code))
-
-    return done
 
 
 def _transitional(nodeid: int, old: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, ...]:

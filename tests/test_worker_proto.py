@@ -28,7 +28,7 @@ RECORDS: list[wp.Record] = [
     wp.Quorum(False),
     wp.Shutdown(),
     wp.McastRequest(2, 1, Guarantee.AGREED, True, b"m"),
-    wp.CmapWriteRequest(4, b"write"),
+    wp.CmapWriteRequest(b"write"),
     wp.SyncDone(2, RING),
     wp.Ready((0, 2)),
     wp.Unloaded(),
