@@ -18,8 +18,13 @@ DEADLINE_S = 60.0
 # Shared by both peers: block until the reader has records, or the writer has room. A wake-up
 # that never comes makes select time out and the peer fail loudly.
 _WAITING = """
-import select, sys, time
+import random, select, sys, time
 from pycorosync.exec.shmring import Channel, ChannelFds, Lane
+
+# Spins between a failed write and the arming: a producer preempted right there, which
+# widens the window where the reader frees the room without seeing the producer armed.
+ARM_DELAYS = (0,)
+delay_rng = random.Random(3)
 
 def wait_readable(fd, deadline):
     if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
@@ -28,6 +33,8 @@ def wait_readable(fd, deadline):
 def write_blocking(writer, lane, record, deadline):
     waits = 0
     while not writer.write(lane, record):
+        for _ in range(delay_rng.choice(ARM_DELAYS)):
+            pass
         writer.want_space()
         wait_readable(writer.space_fileno, deadline)
         writer.ack_space()
@@ -60,7 +67,7 @@ while True:
 _PRODUCER_PEER = (
     _WAITING
     + """
-import random
+ARM_DELAYS = (0, 0, 30, 300, 3000)
 outbound = Channel.attach(ChannelFds.from_arg(sys.argv[1])).writer()
 count, deadline = int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
 rng = random.Random(5)
@@ -85,6 +92,31 @@ class _Peer:
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
         self.stdout = b""
+
+
+# Rounds: a burst of 1-4 records with spins between them, then wait for the consumer's ack of
+# the round's last record. The last write often lands while the consumer is between finding
+# the lanes empty and sleeping: a wake-up lost there stalls the round.
+_ROUNDS_PEER = (
+    _WAITING
+    + """
+outbound = Channel.attach(ChannelFds.from_arg(sys.argv[1])).writer()
+acks = Channel.attach(ChannelFds.from_arg(sys.argv[2])).reader()
+rounds, wait_s = int(sys.argv[3]), float(sys.argv[4])
+rng = random.Random(11)
+serial = 0
+for _ in range(rounds):
+    burst = rng.randint(1, 4)
+    for i in range(burst):
+        for _ in range(rng.choice((0, 1, 5, 20, 80, 300))):
+            pass
+        last = i == burst - 1
+        write_blocking(outbound, Lane.APP, serial.to_bytes(8, "little") + bytes([last]),
+                       time.monotonic() + wait_s)
+        serial += 1
+    assert read_blocking(acks, time.monotonic() + wait_s) == [(Lane.SYNC, (serial - 1).to_bytes(8, "little"))]
+"""
+)
 
 
 @contextmanager
@@ -202,3 +234,23 @@ def test_one_mib_message_crosses_whole_both_ways() -> None:
                 if not records and not reader.ack_and_arm():
                     _wait_readable(reader.data_fileno, deadline)
         assert got == [(Lane.SYNC, big), (Lane.APP, b"STOP")]
+
+
+def test_no_wake_up_is_lost_in_ping_pong_rounds() -> None:
+    rounds, wait_s = 20_000, 10.0
+    serials: list[int] = []
+    acked = 0
+    with Channel.create(4096) as inbound, Channel.create(4096) as acks:
+        reader, acker = inbound.reader(), acks.writer()
+        with _peer(_ROUNDS_PEER, [inbound, acks], str(rounds), str(wait_s)):
+            while acked < rounds:
+                records = reader.read()
+                for _, record in records:
+                    serials.append(int.from_bytes(record[:8], "little"))
+                    if record[8]:  # the round's last record: the producer waits for our ack
+                        assert acker.write(Lane.SYNC, record[:8])
+                        acked += 1
+                if not records and not reader.ack_and_arm():
+                    _wait_readable(reader.data_fileno, time.monotonic() + wait_s)
+    assert serials == list(range(len(serials)))
+    assert len(serials) > rounds
