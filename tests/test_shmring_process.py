@@ -114,7 +114,8 @@ for _ in range(rounds):
         write_blocking(outbound, Lane.APP, serial.to_bytes(8, "little") + bytes([last]),
                        time.monotonic() + wait_s)
         serial += 1
-    assert read_blocking(acks, time.monotonic() + wait_s) == [(Lane.SYNC, (serial - 1).to_bytes(8, "little"))]
+    ack = read_blocking(acks, time.monotonic() + wait_s)
+    assert ack == [(Lane.SYNC, (serial - 1).to_bytes(8, "little"))], ack
 """
 )
 

@@ -64,7 +64,8 @@ def test_channel_matches_a_deque_model(ops: list[tuple[object, ...]]) -> None:
         for op in ops:
             if op[0] == "write":
                 _, lane, length, fill = op
-                assert isinstance(lane, Lane) and isinstance(length, int)
+                assert isinstance(lane, Lane)
+                assert isinstance(length, int)
                 assert isinstance(fill, int)
                 serial += 1
                 # Distinct records: a serial number, then the fill byte.
