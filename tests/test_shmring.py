@@ -69,6 +69,15 @@ def test_record_wraps_across_the_end_of_the_lane(small: Channel) -> None:
     assert writer.room(Lane.APP) == 248
 
 
+def test_frame_in_the_last_bytes_puts_the_payload_at_the_start(small: Channel) -> None:
+    writer, reader = small.writer(), small.reader()
+    assert writer.write(Lane.APP, b"p" * 240)  # 248 bytes: the next frame is the lane's last 8
+    assert reader.read() == [(Lane.APP, b"p" * 240)]
+    assert writer.write(Lane.APP, b"abc")
+    assert writer.write(Lane.APP, b"defg")
+    assert reader.read() == [(Lane.APP, b"abc"), (Lane.APP, b"defg")]
+
+
 def test_exact_fill_then_full_then_room_after_read(small: Channel) -> None:
     writer, reader = small.writer(), small.reader()
     assert writer.room(Lane.APP) == 248
@@ -235,7 +244,7 @@ def test_lying_counters_are_refused(small: Channel) -> None:
     header[F_HEAD[Lane.APP]] = 0
     header[F_TAIL[Lane.SYNC]] = 64  # the reader claims bytes never written
     with pytest.raises(ShmRingError, match="reader's tail 64 is impossible"):
-        writer.write(Lane.SYNC, b"x")
+        writer.room(Lane.SYNC)
     header.release()
 
 
