@@ -38,7 +38,6 @@ from pycorosync.exec.shmring_layout import (
     Lane,
     RecordTooBigError,
     ShmRingError,
-    frame_bytes,
     full_fence,
     largest_payload,
 )
@@ -231,28 +230,30 @@ class ChannelReader:
         head = self._read_head(lane)
         if head == tail:
             return False
-        data, capacity = self._data[lane], self._capacity[lane]
+        data, capacity, max_record = self._data[lane], self._capacity[lane], self._max_record
+        unpack_frame, append = FRAME.unpack_from, records.append  # hot loop: bind once
         start_tail = tail
         while tail != head and len(records) < limit:
             start = tail % capacity
-            length, mark = FRAME.unpack_from(data, start)
-            needed = frame_bytes(length)
-            if mark != FRAME_MARK or length > self._max_record or needed > head - tail:
+            length, mark = unpack_frame(data, start)
+            needed = FRAME_SIZE + ((length + 7) & -8)  # frame_bytes(), inlined
+            if mark != FRAME_MARK or length > max_record or needed > head - tail:
                 self._broken = ShmRingError(
                     f"{lane.name} lane: corrupt record at byte {tail}: length {length}, "
                     f"mark {mark:#x}, {head - tail} bytes published"
                 )
                 break
-            records.append((lane, self._copy_out(data, (start + FRAME_SIZE) % capacity, length)))
+            start = (start + FRAME_SIZE) % capacity
+            if start + length <= capacity:
+                append((lane, bytes(data[start : start + length])))
+            else:
+                append((lane, self._copy_across_end(data, start, length)))
             tail += needed
         self._tail[lane] = tail
         self._header[F_TAIL[lane]] = tail  # give the bytes back only after copying them out
         return tail != start_tail
 
-    def _copy_out(self, data: memoryview, start: int, length: int) -> bytes:
-        end = start + length
-        if end <= len(data):
-            return bytes(data[start:end])
+    def _copy_across_end(self, data: memoryview, start: int, length: int) -> bytes:
         if self._scratch is None:
             self._scratch = bytearray(self._max_record)
         first = len(data) - start
