@@ -41,6 +41,7 @@ from pycorosync.exec.shmring_layout import (
     full_fence,
     largest_payload,
 )
+from pycorosync.lib.errors import InvalidParamError
 
 _LANES = (Lane.SYNC, Lane.APP)
 
@@ -195,6 +196,8 @@ class ChannelReader:
 
     def read(self, max_records: int = 256) -> list[tuple[Lane, bytes]]:
         """Up to ``max_records`` whole records in order, the SYNC lane's first; [] if none."""
+        if max_records < 1:
+            raise InvalidParamError(f"max_records must be at least 1, not {max_records}")
         self._raise_if_broken()
         records: list[tuple[Lane, bytes]] = []
         freed = False

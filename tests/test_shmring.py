@@ -22,7 +22,7 @@ from pycorosync.exec.shmring import (
     ShmRingError,
 )
 from pycorosync.exec.shmring_layout import F_HEAD, F_TAIL, F_VERSION, HEADER_SIZE, MAGIC
-from pycorosync.lib.errors import CsError, CsErrorCode
+from pycorosync.lib.errors import CsError, CsErrorCode, InvalidParamError
 
 
 @pytest.fixture
@@ -118,6 +118,11 @@ def test_sync_lane_is_read_before_app_lane(small: Channel) -> None:
     assert reader.read() == [(Lane.SYNC, b"sync3"), (Lane.APP, b"app2")]
 
 
+def test_read_needs_room_for_a_record(small: Channel) -> None:
+    with pytest.raises(InvalidParamError, match="at least 1, not 0"):
+        small.reader().read(0)
+
+
 def test_zero_length_records_keep_their_place(small: Channel) -> None:
     writer, reader = small.writer(), small.reader()
     for record in (b"", b"1", b"", b""):
@@ -176,6 +181,12 @@ def test_channel_fds_round_trip_and_refuse_garbage() -> None:
     for text in ("", "7,8", "7,8,9,10", "7,x,9", "-1,8,9", "7,7,9"):
         with pytest.raises(ShmRingError, match="channel fds"):
             ChannelFds.from_arg(text)
+
+
+def test_channel_memory_cannot_be_resized_by_either_side(small: Channel) -> None:
+    for size in (HEADER_SIZE, HEADER_SIZE + 4096):  # shrinking would SIGBUS the other side
+        with pytest.raises(PermissionError):
+            os.ftruncate(small.fds.memfd, size)
 
 
 def test_attach_refuses_descriptors_that_are_no_channel(small: Channel) -> None:
