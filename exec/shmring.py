@@ -132,19 +132,23 @@ class Channel:
             sync_capacity = min(DEFAULT_SYNC_CAPACITY, lane_capacity)
         check_capacity("SYNC lane capacity", sync_capacity)
         size = HEADER_SIZE + sync_capacity + lane_capacity
-        memfd = os.memfd_create("pycorosync-channel", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        opened: list[int] = []
         try:
+            memfd = os.memfd_create("pycorosync-channel", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            opened.append(memfd)
             os.ftruncate(memfd, size)
             # Sealed so that neither side can shrink the file under the other (a SIGBUS).
             fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, _REQUIRED_SEALS)
+            for _ in range(2):
+                opened.append(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
             memory = mmap.mmap(memfd, size)
-            flags = os.EFD_NONBLOCK | os.EFD_CLOEXEC
-            fds = ChannelFds(memfd, os.eventfd(0, flags), os.eventfd(0, flags))
         except BaseException:
-            os.close(memfd)
+            for fd in opened:
+                os.close(fd)
             raise
-        write_header(memoryview(memory)[:HEADER_SIZE].cast("Q"), sync_capacity, lane_capacity)
-        return cls(fds, memory, sync_capacity, lane_capacity)
+        with memoryview(memory) as whole, whole[:HEADER_SIZE].cast("Q") as header:
+            write_header(header, sync_capacity, lane_capacity)
+        return cls(ChannelFds(*opened), memory, sync_capacity, lane_capacity)
 
     @classmethod
     def attach(cls, fds: ChannelFds) -> Channel:

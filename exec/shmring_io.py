@@ -38,10 +38,10 @@ from pycorosync.exec.shmring_layout import (
     Lane,
     RecordTooBigError,
     ShmRingError,
-    frame_bytes,
     full_fence,
     largest_payload,
 )
+from pycorosync.lib.errors import InvalidParamError
 
 _LANES = (Lane.SYNC, Lane.APP)
 
@@ -106,16 +106,29 @@ class ChannelWriter:
             )
         capacity = self._capacity[lane]
         head = self._head[lane]
-        needed = frame_bytes(length)
-        if needed > capacity - (head - self._read_tail(lane)):
+        needed = FRAME_SIZE + ((length + 7) & -8)  # frame_bytes(), inlined: this is the hot path
+        # The tail only grows, so the last one seen is a safe bound: read the shared one only
+        # when that bound says no.
+        if needed > capacity - (head - self._tail_seen[lane]) and needed > capacity - (
+            head - self._read_tail(lane)
+        ):
             return False
         data = self._data[lane]
         start = head % capacity
         FRAME.pack_into(data, start, length, FRAME_MARK)
-        _copy_in(data, (start + FRAME_SIZE) % capacity, payload)
-        self._head[lane] = head + needed
-        self._header[F_HEAD[lane]] = head + needed  # publish: the bytes above are visible now
-        self._wake_reader()
+        start = (start + FRAME_SIZE) % capacity
+        if start + length <= capacity:
+            data[start : start + length] = payload
+        else:
+            _copy_across_end(data, start, payload)
+        head += needed
+        self._head[lane] = head
+        self._header[F_HEAD[lane]] = head  # publish: the bytes above are visible now
+        full_fence()  # our head store must be visible before we look at the reader's arming
+        seq = self._header[F_DATA_WAIT]
+        if seq & 1 and seq != self._signalled:
+            self._signalled = seq
+            os.eventfd_write(self._data_fd, 1)
         return True
 
     def room(self, lane: Lane) -> int:
@@ -151,24 +164,14 @@ class ChannelWriter:
         self._tail_seen[lane] = tail
         return tail
 
-    def _wake_reader(self) -> None:
-        full_fence()  # our head store must be visible before we look at the reader's arming
-        seq = int(self._header[F_DATA_WAIT])
-        if seq & 1 and seq != self._signalled:
-            self._signalled = seq
-            os.eventfd_write(self._data_fd, 1)
-
 
 def _as_bytes_view(record: memoryview) -> memoryview:
     return record if record.format == "B" and record.ndim == 1 else record.cast("B")
 
 
-def _copy_in(data: memoryview, start: int, payload: bytes | memoryview) -> None:
+def _copy_across_end(data: memoryview, start: int, payload: bytes | memoryview) -> None:
+    """Copy a payload that runs across the end of the lane, without copying it first."""
     room_to_end = len(data) - start
-    if len(payload) <= room_to_end:
-        data[start : start + len(payload)] = payload
-        return
-    # The record runs across the end of the lane: split it without copying it first.
     view = memoryview(payload)
     data[start:] = view[:room_to_end]
     data[: len(payload) - room_to_end] = view[room_to_end:]
@@ -193,6 +196,8 @@ class ChannelReader:
 
     def read(self, max_records: int = 256) -> list[tuple[Lane, bytes]]:
         """Up to ``max_records`` whole records in order, the SYNC lane's first; [] if none."""
+        if max_records < 1:
+            raise InvalidParamError(f"max_records must be at least 1, not {max_records}")
         self._raise_if_broken()
         records: list[tuple[Lane, bytes]] = []
         freed = False
@@ -228,28 +233,30 @@ class ChannelReader:
         head = self._read_head(lane)
         if head == tail:
             return False
-        data, capacity = self._data[lane], self._capacity[lane]
+        data, capacity, max_record = self._data[lane], self._capacity[lane], self._max_record
+        unpack_frame, append = FRAME.unpack_from, records.append  # hot loop: bind once
         start_tail = tail
         while tail != head and len(records) < limit:
             start = tail % capacity
-            length, mark = FRAME.unpack_from(data, start)
-            needed = frame_bytes(length)
-            if mark != FRAME_MARK or length > self._max_record or needed > head - tail:
+            length, mark = unpack_frame(data, start)
+            needed = FRAME_SIZE + ((length + 7) & -8)  # frame_bytes(), inlined
+            if mark != FRAME_MARK or length > max_record or needed > head - tail:
                 self._broken = ShmRingError(
                     f"{lane.name} lane: corrupt record at byte {tail}: length {length}, "
                     f"mark {mark:#x}, {head - tail} bytes published"
                 )
                 break
-            records.append((lane, self._copy_out(data, (start + FRAME_SIZE) % capacity, length)))
+            start = (start + FRAME_SIZE) % capacity
+            if start + length <= capacity:
+                append((lane, bytes(data[start : start + length])))
+            else:
+                append((lane, self._copy_across_end(data, start, length)))
             tail += needed
         self._tail[lane] = tail
         self._header[F_TAIL[lane]] = tail  # give the bytes back only after copying them out
         return tail != start_tail
 
-    def _copy_out(self, data: memoryview, start: int, length: int) -> bytes:
-        end = start + length
-        if end <= len(data):
-            return bytes(data[start:end])
+    def _copy_across_end(self, data: memoryview, start: int, length: int) -> bytes:
         if self._scratch is None:
             self._scratch = bytearray(self._max_record)
         first = len(data) - start

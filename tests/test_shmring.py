@@ -22,7 +22,7 @@ from pycorosync.exec.shmring import (
     ShmRingError,
 )
 from pycorosync.exec.shmring_layout import F_HEAD, F_TAIL, F_VERSION, HEADER_SIZE, MAGIC
-from pycorosync.lib.errors import CsError, CsErrorCode
+from pycorosync.lib.errors import CsError, CsErrorCode, InvalidParamError
 
 
 @pytest.fixture
@@ -69,6 +69,15 @@ def test_record_wraps_across_the_end_of_the_lane(small: Channel) -> None:
     assert writer.room(Lane.APP) == 248
 
 
+def test_frame_in_the_last_bytes_puts_the_payload_at_the_start(small: Channel) -> None:
+    writer, reader = small.writer(), small.reader()
+    assert writer.write(Lane.APP, b"p" * 240)  # 248 bytes: the next frame is the lane's last 8
+    assert reader.read() == [(Lane.APP, b"p" * 240)]
+    assert writer.write(Lane.APP, b"abc")
+    assert writer.write(Lane.APP, b"defg")
+    assert reader.read() == [(Lane.APP, b"abc"), (Lane.APP, b"defg")]
+
+
 def test_exact_fill_then_full_then_room_after_read(small: Channel) -> None:
     writer, reader = small.writer(), small.reader()
     assert writer.room(Lane.APP) == 248
@@ -107,6 +116,11 @@ def test_sync_lane_is_read_before_app_lane(small: Channel) -> None:
     ]
     assert writer.write(Lane.SYNC, b"sync3")
     assert reader.read() == [(Lane.SYNC, b"sync3"), (Lane.APP, b"app2")]
+
+
+def test_read_needs_room_for_a_record(small: Channel) -> None:
+    with pytest.raises(InvalidParamError, match="at least 1, not 0"):
+        small.reader().read(0)
 
 
 def test_zero_length_records_keep_their_place(small: Channel) -> None:
@@ -167,6 +181,12 @@ def test_channel_fds_round_trip_and_refuse_garbage() -> None:
     for text in ("", "7,8", "7,8,9,10", "7,x,9", "-1,8,9", "7,7,9"):
         with pytest.raises(ShmRingError, match="channel fds"):
             ChannelFds.from_arg(text)
+
+
+def test_channel_memory_cannot_be_resized_by_either_side(small: Channel) -> None:
+    for size in (HEADER_SIZE, HEADER_SIZE + 4096):  # shrinking would SIGBUS the other side
+        with pytest.raises(PermissionError):
+            os.ftruncate(small.fds.memfd, size)
 
 
 def test_attach_refuses_descriptors_that_are_no_channel(small: Channel) -> None:
@@ -235,7 +255,7 @@ def test_lying_counters_are_refused(small: Channel) -> None:
     header[F_HEAD[Lane.APP]] = 0
     header[F_TAIL[Lane.SYNC]] = 64  # the reader claims bytes never written
     with pytest.raises(ShmRingError, match="reader's tail 64 is impossible"):
-        writer.write(Lane.SYNC, b"x")
+        writer.room(Lane.SYNC)
     header.release()
 
 
