@@ -10,7 +10,8 @@ Services and message ids:
   (msgpack int); 3 ``[count, size]`` sends ``count`` notifications of ``size`` bytes (each
   starting with its index, u32) and then answers.
 * ``oneway``: 1 is stored and never answered; 2 answers with how many were stored (msgpack).
-* ``spam``: 1 ``[count, size]`` sends the notifications and never answers.
+* ``spam``: any message ``[count, size]`` sends the notifications; answered only if the
+  request wanted an answer (a one-way request's reply is dropped by the server).
 """
 
 from __future__ import annotations
@@ -55,16 +56,13 @@ class ToyHost:
         assert self.server is not None
         if service == "oneway":
             self._oneway(conn, message_id, payload)
-            return
-        if message_id == ECHO:
+        elif service == "spam" or message_id == NOTIFY:
+            self._spam(conn, payload)
+            self.server.reply(conn, message_id, b"")
+        elif message_id == ECHO:
             self.server.reply(conn, ECHO, payload)
         elif message_id == FAIL:
             self.server.reply(conn, FAIL, b"", CsErrorCode(msgpack.unpackb(payload)))
-        elif message_id == NOTIFY:
-            count, size = msgpack.unpackb(payload)
-            for index in range(count):
-                self.server.dispatch(conn, 7, struct.pack("<I", index).ljust(size, b"."))
-            self.server.reply(conn, NOTIFY, b"")
 
     def disconnected(self, service: str, conn: ClientConnection) -> None:
         self._note(self.gone, conn)
@@ -74,6 +72,12 @@ class ToyHost:
         with self.changed:
             if not self.changed.wait_for(condition, timeout):
                 raise AssertionError("condition not reached in time")
+
+    def _spam(self, conn: ClientConnection, payload: bytes) -> None:
+        assert self.server is not None
+        count, size = msgpack.unpackb(payload)
+        for index in range(count):
+            self.server.dispatch(conn, 7, struct.pack("<I", index).ljust(size, b"."))
 
     def _oneway(self, conn: ClientConnection, message_id: int, payload: bytes) -> None:
         assert self.server is not None
@@ -98,6 +102,7 @@ class ServerThread:
         authorize: Callable[[int, int], bool] = lambda uid, gid: True,
         limits: IpcLimits = IpcLimits(),  # noqa: B008 - frozen
     ) -> None:
+        self.server_dir = run_dir
         self.host = ToyHost()
         self.loop = uvloop.new_event_loop()
         self.server = IpcServer(run_dir, self.host, authorize, limits)
