@@ -61,7 +61,9 @@ class IpcHost(Protocol):
         """CS_OK accepts; any other code is sent to the client and the connection closed."""
         ...
 
-    def request(self, service: str, conn: ClientConnection, message_id: int, payload: bytes) -> None:
+    def request(
+        self, service: str, conn: ClientConnection, message_id: int, payload: bytes
+    ) -> None:
         """A client request; answer later with :meth:`IpcServer.reply`, or never (one-way)."""
         ...
 
@@ -89,7 +91,7 @@ class IpcServer:
         run_dir: str,
         host: IpcHost,
         authorize: Callable[[int, int], bool],
-        limits: IpcLimits = IpcLimits(),  # noqa: B008 - frozen, so one shared default is safe
+        limits: IpcLimits = IpcLimits(),
     ) -> None:
         self._run_dir = run_dir
         self._host = host
@@ -259,9 +261,7 @@ class IpcServer:
 
     def _check_size(self, payload: bytes) -> None:
         if len(payload) > self._limits.max_outbound_frame:
-            raise TooBigError(
-                f"{len(payload)} byte payload over {self._limits.max_outbound_frame}"
-            )
+            raise TooBigError(f"{len(payload)} byte payload over {self._limits.max_outbound_frame}")
 
 
 def _remove_stale_socket(path: str) -> None:

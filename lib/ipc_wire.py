@@ -144,9 +144,7 @@ class FrameDecoder:
         return Frame(kind, message_id, body, serial, error)
 
     def _parse_header(self) -> tuple[FrameKind, int, int, int, int]:
-        magic, version, kind, body_len, message_id, serial, error = HEADER.unpack_from(
-            self._buffer
-        )
+        magic, version, kind, body_len, message_id, serial, error = HEADER.unpack_from(self._buffer)
         if magic != MAGIC:
             raise FrameError(CsErrorCode.CS_ERR_MESSAGE_ERROR, f"bad magic 0x{magic:04x}")
         if version != VERSION:

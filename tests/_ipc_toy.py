@@ -36,6 +36,7 @@ SERVICES = ("echo", "oneway", "spam")
 ECHO, FAIL, NOTIFY = 1, 2, 3
 STORE, COUNT = 1, 2
 T = TypeVar("T")
+DEFAULT_LIMITS = IpcLimits()
 
 
 class ToyHost:
@@ -52,7 +53,9 @@ class ToyHost:
             self._note(self.accepted, conn)
         return self.refuse_with
 
-    def request(self, service: str, conn: ClientConnection, message_id: int, payload: bytes) -> None:
+    def request(
+        self, service: str, conn: ClientConnection, message_id: int, payload: bytes
+    ) -> None:
         assert self.server is not None
         if service == "oneway":
             self._oneway(conn, message_id, payload)
@@ -100,7 +103,7 @@ class ServerThread:
         run_dir: str,
         *,
         authorize: Callable[[int, int], bool] = lambda uid, gid: True,
-        limits: IpcLimits = IpcLimits(),  # noqa: B008 - frozen
+        limits: IpcLimits = DEFAULT_LIMITS,
     ) -> None:
         self.server_dir = run_dir
         self.host = ToyHost()
