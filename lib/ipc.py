@@ -15,7 +15,8 @@ is not empty (and by :meth:`IpcClient.finalize`, to release a ``BLOCKING`` dispa
 
 Threads: a lock serialises socket use, held by a request for its whole round trip and by
 dispatch only while it reads; callbacks run without it, so a callback may make requests and a
-dispatch thread may run beside threads that make requests, as with Corosync.
+dispatch thread may run beside threads that make requests, as with Corosync. Finalize closes
+the socket at once but leaves the epoll set and eventfd to the last waiting dispatch.
 
 Errors: a daemon that is not running, or goes away, is ``CS_ERR_LIBRARY`` from every later
 call (``dispatch`` first runs the notifications that arrived before); a call after
@@ -45,7 +46,7 @@ from pycorosync.lib.errors import (
     error_for,
 )
 from pycorosync.lib.ipc_async import AsyncIpcClient
-from pycorosync.lib.ipc_channel import FrameChannel, deadline_after, remaining_ms
+from pycorosync.lib.ipc_channel import FrameChannel, deadline_after
 from pycorosync.lib.ipc_paths import default_run_dir, socket_path
 from pycorosync.lib.ipc_wire import (
     Frame,
@@ -113,6 +114,8 @@ class IpcClient:
         self._finalized = False
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._raised = False
+        self._waiters = 0
+        """Dispatches waiting on the epoll set; the last one out closes it after finalize."""
         self._epoll = select.epoll()
         try:
             hello = check_hello(self._first_frame())
@@ -148,7 +151,6 @@ class IpcClient:
             self._check_usable()
             if not self._channel.try_send(self._encode(message_id, payload, 0)):
                 raise TryAgainError(f"the {self.service} socket is full")
-            self._check_usable()
 
     def fd_get(self) -> int:
         """A descriptor that polls readable whenever :meth:`dispatch` has work."""
@@ -261,8 +263,9 @@ class IpcClient:
                 self._route(self._channel.receive(), waiting_for=-1)
                 if self._queue or self._channel.gone is not None:
                     continue
-            if not block:
-                return None
+                if not block:
+                    return None
+                self._waiters += 1
             self._wait_for_work()
 
     def _blocking_notification(self) -> Notification:
@@ -272,14 +275,24 @@ class IpcClient:
 
     def _wait_for_work(self) -> None:
         try:
-            self._epoll.poll(remaining_ms(None))
-        except ValueError as exc:  # closed by finalize in another thread
-            raise BadHandleError(f"{self.service} connection was finalized") from exc
+            self._epoll.poll(-1)
+        finally:
+            with self._lock:
+                self._waiters -= 1
+                if self._finalized and not self._waiters:
+                    self._close_wakeup()
 
     def _close_fds(self) -> None:
         self._channel.close()
-        self._epoll.close()
-        os.close(self._wake)
+        if not self._waiters:
+            self._close_wakeup()
+
+    def _close_wakeup(self) -> None:
+        # Never while a dispatch waits on them: closing the eventfd would drop its wake-up
+        # from the epoll set and leave that thread asleep for good.
+        if not self._epoll.closed:
+            self._epoll.close()
+            os.close(self._wake)
 
 
 def _wire_serial(count: int) -> int:

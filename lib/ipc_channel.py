@@ -118,11 +118,13 @@ class FrameChannel:
     def _push(self) -> bool:
         """Send what the socket takes of the held tail; True once nothing is held."""
         try:
-            sent = self.sock.send(self._unsent)
+            # MSG_NOSIGNAL: a host program that restored SIGPIPE must not die of a lost daemon.
+            sent = self.sock.send(self._unsent, socket.MSG_NOSIGNAL)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
-            raise LibraryError(f"connection to the daemon lost: {exc}") from exc
+            self.gone = LibraryError(f"connection to the daemon lost: {exc}")
+            raise LibraryError(*self.gone.args) from exc
         self._unsent = self._unsent[sent:]
         return not self._unsent
 

@@ -365,3 +365,23 @@ def test_a_socket_path_over_the_unix_limit_is_refused(served: ServerThread) -> N
         served.run(server.listen("echo"))
     with pytest.raises(NameTooLongError):
         IpcClient("echo", run_dir=long_dir)
+
+
+def _send_until_try_again(client: IpcClient) -> int:
+    for accepted in range(1_000_000):
+        try:
+            client.send(STORE, b"%07d" % accepted + b"." * 1000)
+        except TryAgainError:
+            return accepted
+    raise AssertionError("the socket never filled up")
+
+
+def test_a_full_socket_is_try_again_and_nothing_accepted_is_lost(served: ServerThread) -> None:
+    client = _client(served.server_dir, "oneway")
+    served.call(served.server.pause_reading)
+    accepted = _send_until_try_again(client)  # the paused server lets the socket fill up
+    served.call(served.server.resume_reading)
+    # Every send that returned, including one the socket took only in part, arrives whole.
+    assert msgpack.unpackb(client.request(COUNT, b"")) == accepted
+    assert [int(p[:7]) for p in served.host.stored] == list(range(accepted))
+    client.finalize()

@@ -15,6 +15,7 @@ from pycorosync.lib.errors import (
     CsErrorCode,
     LibraryError,
     NotExistError,
+    TryAgainError,
 )
 from pycorosync.lib.ipc import AsyncIpcClient
 from tests._ipc_fixtures import short_run_dir
@@ -123,5 +124,26 @@ def test_refused_and_missing_daemons(run_dir: str) -> None:
                 await _connect(run_dir)
         finally:
             await asyncio.to_thread(served.stop)
+
+    asyncio.run(scenario())
+
+
+def _send_until_try_again(client: AsyncIpcClient) -> int:
+    for accepted in range(1_000_000):
+        try:
+            client.send(STORE, b"." * 4096)
+        except TryAgainError:
+            return accepted
+    raise AssertionError("the transport never filled up")
+
+
+def test_send_is_try_again_while_the_transport_is_full(served: ServerThread) -> None:
+    async def scenario() -> None:
+        client = await _connect(served.server_dir, "oneway")
+        served.call(served.server.pause_reading)
+        accepted = _send_until_try_again(client)
+        served.call(served.server.resume_reading)
+        assert msgpack.unpackb(await client.request(COUNT, b"")) == accepted
+        await client.aclose()
 
     asyncio.run(scenario())

@@ -101,3 +101,21 @@ def test_hello_round_trip_and_garbage() -> None:
         decode_hello(b"\xc1")
     with pytest.raises(FrameError):
         decode_hello(b"\x92\xa1a\x01")  # ["a", 1]
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_give_frames_or_a_frame_error(data: bytes) -> None:
+    decoder = FrameDecoder(64, frozenset({FrameKind.REQUEST}))
+    decoder.feed(data)
+    refused: set[CsErrorCode] = set()
+    try:
+        for frame in decoder.frames():
+            assert frame.kind == FrameKind.REQUEST
+            assert len(frame.body) <= 64
+    except FrameError as exc:
+        refused.add(exc.code)
+    assert refused <= {
+        CsErrorCode.CS_ERR_MESSAGE_ERROR,
+        CsErrorCode.CS_ERR_VERSION,
+        CsErrorCode.CS_ERR_TOO_BIG,
+    }
