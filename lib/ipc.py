@@ -48,14 +48,7 @@ from pycorosync.lib.errors import (
 from pycorosync.lib.ipc_async import AsyncIpcClient
 from pycorosync.lib.ipc_channel import FrameChannel, deadline_after
 from pycorosync.lib.ipc_paths import default_run_dir, socket_path
-from pycorosync.lib.ipc_wire import (
-    Frame,
-    FrameError,
-    FrameKind,
-    Hello,
-    decode_hello,
-    encode_frame,
-)
+from pycorosync.lib.ipc_wire import Frame, FrameKind, check_hello, encode_frame, wire_serial
 
 __all__ = ["AsyncIpcClient", "DispatchFlag", "IpcClient", "default_run_dir", "open_socket"]
 
@@ -85,18 +78,6 @@ def open_socket(service: str, run_dir: str | None) -> socket.socket:
         sock.close()
         raise LibraryError(f"cannot connect to {service} at {path}: {exc.strerror}") from exc
     return sock
-
-
-def check_hello(frame: Frame) -> Hello:
-    """What an admitting HELLO says; the daemon's error for a refusal."""
-    if frame.kind != FrameKind.HELLO:
-        raise LibraryError(f"expected the daemon's hello, got frame kind {frame.kind}")
-    if frame.error != CsErrorCode.CS_OK:
-        raise error_for(frame.error, "the daemon refused the connection")
-    try:
-        return decode_hello(frame.body)
-    except FrameError as exc:
-        raise LibraryError(str(exc)) from exc
 
 
 class IpcClient:
@@ -133,7 +114,7 @@ class IpcClient:
         """Send a request and wait for its response body; the CsError of a non-OK answer."""
         with self._lock:
             self._check_usable()
-            serial = _wire_serial(next(self._serials))
+            serial = wire_serial(next(self._serials))
             deadline = deadline_after(self._timeout)
             self._channel.send_all(self._encode(message_id, payload, serial), deadline)
             while True:
@@ -293,8 +274,3 @@ class IpcClient:
         if not self._epoll.closed:
             self._epoll.close()
             os.close(self._wake)
-
-
-def _wire_serial(count: int) -> int:
-    """1 .. 2**32-1, wrapping: 0 is reserved for frames that answer nothing."""
-    return (count - 1) % 0xFFFF_FFFF + 1

@@ -42,8 +42,9 @@ from pycorosync.lib.ipc_wire import (
     FrameDecoder,
     FrameError,
     FrameKind,
-    decode_hello,
+    check_hello,
     encode_frame,
+    wire_serial,
 )
 
 __all__ = ["NOTIFY_QUEUE_MAX", "SEND_HIGH_WATER", "AsyncIpcClient"]
@@ -104,7 +105,7 @@ class AsyncIpcClient:
     async def request(self, message_id: int, payload: bytes) -> bytes:
         """Send a request, await its response body; the CsError of a non-OK answer."""
         self._check_usable()
-        serial = (next(self._serials) - 1) % 0xFFFF_FFFF + 1
+        serial = wire_serial(next(self._serials))
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._waiting[serial] = future
         try:
@@ -178,11 +179,7 @@ class AsyncIpcClient:
             if not data:
                 raise LibraryError(f"{self.service} closed the connection before its hello")
             self._decoder.feed(data)
-        if frame.kind != FrameKind.HELLO:
-            raise LibraryError(f"expected the daemon's hello, got frame kind {frame.kind}")
-        if frame.error != CsErrorCode.CS_OK:
-            raise error_for(frame.error, "the daemon refused the connection")
-        hello = decode_hello(frame.body)
+        hello = check_hello(frame)
         self.conn_id, self._max_body = hello.conn_id, hello.max_body
 
     async def _read_loop(self) -> None:

@@ -36,7 +36,7 @@ from typing import Final
 
 import msgpack
 
-from pycorosync.lib.errors import CsErrorCode
+from pycorosync.lib.errors import CsErrorCode, LibraryError, error_for
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -48,9 +48,11 @@ __all__ = [
     "FrameError",
     "FrameKind",
     "Hello",
+    "check_hello",
     "decode_hello",
     "encode_frame",
     "encode_hello",
+    "wire_serial",
 ]
 
 MAGIC: Final = 0xC05C
@@ -181,3 +183,21 @@ def decode_hello(body: bytes) -> Hello:
     if not isinstance(conn_id, int) or not isinstance(max_body, int):
         raise FrameError(CsErrorCode.CS_ERR_MESSAGE_ERROR, "malformed hello fields")
     return Hello(conn_id, max_body)
+
+
+def check_hello(frame: Frame) -> Hello:
+    """What an admitting HELLO says; the daemon's CsError for a refusal; LibraryError for a
+    first frame that is no HELLO at all."""
+    if frame.kind != FrameKind.HELLO:
+        raise LibraryError(f"expected the daemon's hello, got frame kind {frame.kind}")
+    if frame.error != CsErrorCode.CS_OK:
+        raise error_for(frame.error, "the daemon refused the connection")
+    try:
+        return decode_hello(frame.body)
+    except FrameError as exc:
+        raise LibraryError(str(exc)) from exc
+
+
+def wire_serial(count: int) -> int:
+    """The ``count``-th request serial: 1 .. 2**32-1, wrapping (0 means "no answer")."""
+    return (count - 1) % U32_MAX + 1

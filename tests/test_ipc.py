@@ -6,6 +6,7 @@ tests can read its accounting; ``test_ipc_process.py`` covers a server in anothe
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
@@ -255,8 +256,9 @@ def test_unanswered_requests_per_client_are_bounded(run_dir: str) -> None:
     ids=["bad-magic", "oversize", "version"],
 )
 def test_malformed_frames_are_refused_while_others_keep_working(
-    served: ServerThread, garbage: bytes, code: CsErrorCode
+    served: ServerThread, garbage: bytes, code: CsErrorCode, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="pycorosync.IPC")
     healthy = _client(served.server_dir)
     peer = RawPeer(served.server_dir, "echo")
     hello = peer.next_frame()
@@ -270,6 +272,7 @@ def test_malformed_frames_are_refused_while_others_keep_working(
     served.host.wait_for(lambda: len(served.host.gone) == 1)
     assert served.host.gone[0].conn_id != healthy.conn_id
     assert healthy.request(ECHO, b"fine") == b"fine"
+    assert any("Malformed frame" in r.getMessage() for r in caplog.records)
     peer.close()
     healthy.finalize()
 

@@ -19,6 +19,7 @@ from pycorosync.lib.ipc_wire import (
     decode_hello,
     encode_frame,
     encode_hello,
+    wire_serial,
 )
 
 ALL_KINDS = frozenset(FrameKind)
@@ -119,3 +120,7 @@ def test_arbitrary_bytes_give_frames_or_a_frame_error(data: bytes) -> None:
         CsErrorCode.CS_ERR_VERSION,
         CsErrorCode.CS_ERR_TOO_BIG,
     }
+
+
+def test_request_serials_wrap_and_never_become_zero() -> None:
+    assert [wire_serial(n) for n in (1, 2, 2**32 - 1, 2**32, 2**32 + 1)] == [1, 2, 2**32 - 1, 1, 2]
