@@ -1,0 +1,221 @@
+"""One client connection of the worker's IPC server: framing, credentials, bounded output.
+
+Theory of operation
+-------------------
+:class:`IpcSession` is the asyncio protocol of one accepted Unix stream socket. On
+``connection_made`` it reads the peer's credentials (``SO_PEERCRED``) and asks its
+:class:`SessionOwner` (the server) to admit it; the owner answers with a HELLO frame either
+way. Bytes received go into a :class:`FrameDecoder`; every whole REQUEST buffered is handed on
+in one go (a batch per read), unless the owner has paused reading — then the frames stay in
+the decoder, the transport stops reading, and :meth:`process` picks them up on resume. A
+malformed frame is answered with an error RESPONSE (serial 0) and the connection is closed
+after that frame is flushed.
+
+Replies need the request's serial, which the host does not know: the session remembers the
+serials of unanswered requests per message id and answers them oldest first. A reply with no
+request waiting for it (the request was one-way, serial 0) is dropped. A client may
+hold at most ``max_pending_requests`` unanswered; beyond that a request is answered
+``CS_ERR_TRY_AGAIN`` without reaching the host, so that this table is bounded too.
+
+Output goes straight to the transport. After each write the transport's buffer is checked;
+a client whose buffer exceeds ``max_outbound_bytes`` is not reading, and is aborted (its
+buffer dropped) rather than let the worker's memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections import deque
+from typing import Protocol, cast
+
+from pycorosync.exec.logsys import subsys_logger
+from pycorosync.lib.errors import CsErrorCode
+from pycorosync.lib.ipc_wire import Frame, FrameDecoder, FrameError, FrameKind, encode_frame
+from pycorosync.plugins.engine import ClientConnection
+
+__all__ = ["IpcSession", "SessionOwner"]
+
+log = subsys_logger("IPC")
+
+_PEERCRED = struct.Struct("3i")
+"""``struct ucred``: pid, uid, gid."""
+
+_REQUESTS_ONLY = frozenset({FrameKind.REQUEST})
+
+
+class SessionOwner(Protocol):
+    """What a session needs from its server."""
+
+    @property
+    def reading_paused(self) -> bool: ...
+
+    def admit(self, session: IpcSession, pid: int, uid: int, gid: int) -> None: ...
+
+    def deliver(self, session: IpcSession, frame: Frame) -> None: ...
+
+    def forget(self, session: IpcSession) -> None: ...
+
+    def note_buffered(self, size: int) -> None: ...
+
+
+class IpcSession(asyncio.Protocol):
+    def __init__(
+        self,
+        owner: SessionOwner,
+        service: str,
+        *,
+        max_body: int,
+        max_outbound_bytes: int,
+        max_pending_requests: int,
+    ) -> None:
+        self.owner = owner
+        self.service = service
+        self.conn: ClientConnection | None = None
+        """Set once the host accepted the connection."""
+        self._max_outbound = max_outbound_bytes
+        self._max_pending = max_pending_requests
+        self._decoder = FrameDecoder(max_body, _REQUESTS_ONLY)
+        self._transport: asyncio.Transport | None = None
+        self._closing = False
+        self._pending: dict[int, deque[int]] = {}
+        self._pending_count = 0
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio.Transport; they implement it.
+        self._transport = cast(asyncio.Transport, transport)
+        try:
+            pid, uid, gid = _peer_credentials(self._transport)
+        except OSError as exc:
+            log.warning("Cannot read the credentials of a %s client: %s", self.service, exc)
+            self.abort()
+            return
+        self.owner.admit(self, pid, uid, gid)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._decoder.feed(data)
+        self.process()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self.owner.forget(self)
+
+    # -- used by the server ------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes queued in user space towards this client (the transport's buffer)."""
+        if self._transport is None or self._transport.is_closing():
+            return 0
+        return self._transport.get_write_buffer_size()
+
+    def process(self) -> None:
+        """Hand on every whole request buffered, while reading is not paused."""
+        try:
+            while not self._closing and not self.owner.reading_paused:
+                frame = self._decoder.next_frame()
+                if frame is None:
+                    return
+                self._take(frame)
+        except FrameError as exc:
+            self.refuse_frame(exc)
+
+    def pause(self) -> None:
+        if self._transport is not None and not self._closing:
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._transport is None or self._closing:
+            return
+        self._transport.resume_reading()
+        # Frames decoded but held while paused; not run inline, as resume comes from the host.
+        asyncio.get_running_loop().call_soon(self.process)
+
+    def send(self, frame: Frame) -> None:
+        """Queue one frame; a client over its output bound is aborted."""
+        if self._closing or self._transport is None:
+            return
+        self._transport.write(encode_frame(frame))
+        size = self._transport.get_write_buffer_size()
+        self.owner.note_buffered(size)
+        if size > self._max_outbound:
+            log.warning(
+                "Disconnecting client %s (pid %s) of %s: it is not reading (%d bytes queued)",
+                self._conn_id_text(),
+                self._pid_text(),
+                self.service,
+                size,
+            )
+            self.abort()
+
+    def respond(self, message_id: int, body: bytes, error: CsErrorCode) -> None:
+        serial = self._take_serial(message_id)
+        if serial == 0:
+            return  # nothing waits for it: the request was one-way
+        self.send(Frame(FrameKind.RESPONSE, message_id, body, serial, error))
+
+    def close_after(self, frame: Frame) -> None:
+        """Send a last frame (a refusal), then close once it is flushed."""
+        self.send(frame)
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def refuse_frame(self, exc: FrameError) -> None:
+        log.warning(
+            "Malformed frame from client %s (pid %s) of %s: %s; closing",
+            self._conn_id_text(),
+            self._pid_text(),
+            self.service,
+            exc,
+        )
+        self.close_after(Frame(FrameKind.RESPONSE, 0, b"", 0, exc.code))
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _take(self, frame: Frame) -> None:
+        if frame.serial:
+            if self._pending_count >= self._max_pending:
+                error = CsErrorCode.CS_ERR_TRY_AGAIN
+                self.send(Frame(FrameKind.RESPONSE, frame.message_id, b"", frame.serial, error))
+                return
+            self._pending.setdefault(frame.message_id, deque()).append(frame.serial)
+            self._pending_count += 1
+        self.owner.deliver(self, frame)
+
+    def _take_serial(self, message_id: int) -> int:
+        waiting = self._pending.get(message_id)
+        if not waiting:
+            return 0
+        serial = waiting.popleft()
+        self._pending_count -= 1
+        if not waiting:
+            del self._pending[message_id]
+        return serial
+
+    def _conn_id_text(self) -> str:
+        return "-" if self.conn is None else str(self.conn.conn_id)
+
+    def _pid_text(self) -> str:
+        return "-" if self.conn is None else str(self.conn.pid)
+
+
+def _peer_credentials(transport: asyncio.Transport) -> tuple[int, int, int]:
+    sock = transport.get_extra_info("socket")
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return int(pid), int(uid), int(gid)
