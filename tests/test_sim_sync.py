@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 
 from pycorosync.exec.sync import READY_LINE, SyncCoordinator
-from pycorosync.exec.sync_wire import Barrier
+from pycorosync.exec.sync_wire import Barrier, ServiceBuild
 from pycorosync.exec.totem.events import ConfigChange
 from pycorosync.exec.totem.sim import ALL_FAULTS
 from pycorosync.exec.totem.sim.runner import nodes_for_seed
 from pycorosync.exec.totem.sim.sync_runner import SyncSimResult, run_sync_seed
 from pycorosync.exec.totem.sim.sync_stack import CoordinatorFactory
 
-CI_SEEDS = range(100)
+CI_SEEDS = range(80)
 """The fixed CI range (DESIGN.md: deterministic CI; wider sweeps run outside CI)."""
 CHUNK = 20
 
@@ -38,7 +38,6 @@ def test_seeds_run_clean_with_every_fault(first: int) -> None:
     # The range is only worth running if it drives rounds through every path.
     assert sum(r.rounds_completed for r in results) > 10 * len(seeds)
     assert sum(r.aborted_in_barrier for r in results) > 0
-    assert sum(r.rounds_aborted - r.aborted_in_barrier for r in results) > 0
     logs = [r.log_counts for r in results]
     assert sum(c.get("barrier for old ring - discarding", 0) for c in logs) > 0
     assert any(c.get("Unknown External Service (id = 9) runs as a no-op here") for c in logs)
@@ -58,10 +57,14 @@ def test_a_lone_node_goes_through_the_same_steps() -> None:
     assert result.log_counts[READY_LINE] == 1
 
 
-def test_a_seed_reproduces_exactly() -> None:
-    first, second = _run(7), _run(7)
+def test_a_seed_reproduces_exactly_and_aborts_in_both_phases() -> None:
+    first, second = _run(5), _run(5)
     assert first.passed, first.report()
     assert (first.rounds_completed, first.trace) == (second.rounds_completed, second.trace)
+    # Seed 5 interrupts rounds mid-BARRIER and (rarer: a probe's sync_process is short)
+    # mid-PROCESS.
+    assert first.aborted_in_barrier > 0
+    assert first.rounds_aborted > first.aborted_in_barrier
 
 
 # -- broken coordinators: each must be caught ------------------------------------------------
@@ -86,8 +89,8 @@ class _NoAbort(SyncCoordinator):
 class _Descending(SyncCoordinator):
     """Runs the service list from the highest id down."""
 
-    def _on_build(self, sender: int, build: object) -> None:
-        super()._on_build(sender, build)  # type: ignore[arg-type]
+    def _on_build(self, sender: int, build: ServiceBuild) -> None:
+        super()._on_build(sender, build)
         if self._order and self._index == 0 and self._order[0] < self._order[-1]:
             self._order = tuple(reversed(self._order))
 

@@ -151,6 +151,7 @@ class _Life:
     activated: dict[RingId, list[tuple[int, Parts]]] = field(default_factory=dict)
     aborted: dict[RingId, set[int]] = field(default_factory=dict)
     completed_at: dict[RingId, float] = field(default_factory=dict)
+    installed_at: dict[RingId, float] = field(default_factory=dict)
     last_init: RingId | None = None
 
 
@@ -183,6 +184,8 @@ class SyncChecker:
         self.completions = 0
         self.aborts = 0
         self.aborts_in_barrier = 0
+        self.round_seconds: list[float] = []
+        """Per completed round: virtual seconds from its REGULAR confchg to completion."""
 
     def observe(self, node: int, incarnation: int, now: float, entry: SyncEntry) -> None:
         life = self._lives.get((node, incarnation))
@@ -192,6 +195,7 @@ class SyncChecker:
         match entry:
             case RegularInstalled():
                 life.ring, life.synced = entry.ring_id, False
+                life.installed_at[entry.ring_id] = now
             case InitCalled():
                 self._init(life, entry)
             case ProcessStarted():
@@ -321,6 +325,7 @@ class SyncChecker:
         ring, node = entry.ring_id, life.node
         self.completions += 1
         life.completed_at[ring] = now
+        self.round_seconds.append(now - life.installed_at.get(ring, now))
         life.synced = ring == life.ring
         if life.aborted.get(ring):
             self._report(SyncRule.ABORT, (node,), f"completed the round of {ring} after an abort")

@@ -84,6 +84,8 @@ class SyncSimResult:
     """Aborts of a service whose own ``sync_process`` had finished (its BARRIER phase)."""
     log_counts: dict[str, int]
     """How often each sync log line was written, over every node."""
+    round_seconds: tuple[float, ...]
+    """Per completed round: virtual seconds from its REGULAR confchg to its completion."""
     converged_after: float | None
     """Seconds from the heal to one ring of every node."""
     trace: tuple[str, ...]
@@ -184,6 +186,7 @@ def run_sync_seed(
         rounds_aborted=checker.aborts,
         aborted_in_barrier=checker.aborts_in_barrier,
         log_counts=dict(logs),
+        round_seconds=tuple(checker.round_seconds),
         converged_after=outcome.converged_after,
         trace=tuple(cluster.trace.lines()),
     )
