@@ -1,0 +1,133 @@
+"""The sync protocol in the simulator: real SRP, totempg, coordinator and driver on every node,
+a fixed seed range with every fault in CI, and proof that the checker catches broken
+coordinators."""
+
+from __future__ import annotations
+
+import pytest
+
+from pycorosync.exec.sync import READY_LINE, SyncCoordinator
+from pycorosync.exec.sync_wire import Barrier, ServiceBuild
+from pycorosync.exec.totem.events import ConfigChange
+from pycorosync.exec.totem.sim import ALL_FAULTS
+from pycorosync.exec.totem.sim.runner import nodes_for_seed
+from pycorosync.exec.totem.sim.sync_runner import SyncSimResult, run_sync_seed
+from pycorosync.exec.totem.sim.sync_stack import CoordinatorFactory
+
+CI_SEEDS = range(80)
+"""The fixed CI range (DESIGN.md: deterministic CI; wider sweeps run outside CI)."""
+CHUNK = 20
+
+SRP_SLOW_MERGE = frozenset({11})
+"""Seeds on which SRP itself misses its liveness bound: after the heal two partial rings keep
+re-forming (nodes thrown out of RECOVERY by "join while not gathering") and one ring of all
+nodes forms 7.6 s after the heal, past the 5.4 s bound. Not a sync fault - every round is
+judged clean until then - so it runs as a strict xfail that reports the day SRP is fixed."""
+
+
+def _run(seed: int, coordinator: CoordinatorFactory = SyncCoordinator) -> SyncSimResult:
+    return run_sync_seed(seed, nodes_for_seed(seed, 3, 7), ALL_FAULTS, coordinator=coordinator)
+
+
+@pytest.mark.parametrize("first", range(CI_SEEDS.start, CI_SEEDS.stop, CHUNK))
+def test_seeds_run_clean_with_every_fault(first: int) -> None:
+    seeds = [s for s in range(first, min(first + CHUNK, CI_SEEDS.stop)) if s not in SRP_SLOW_MERGE]
+    results = [_run(seed) for seed in seeds]
+    failures = [result.report() for result in results if not result.passed]
+    assert not failures, "\n\n".join(failures)
+    # The range is only worth running if it drives rounds through every path.
+    assert sum(r.rounds_completed for r in results) > 10 * len(seeds)
+    assert sum(r.aborted_in_barrier for r in results) > 0
+    logs = [r.log_counts for r in results]
+    assert sum(c.get("barrier for old ring - discarding", 0) for c in logs) > 0
+    assert any(c.get("Unknown External Service (id = 9) runs as a no-op here") for c in logs)
+
+
+@pytest.mark.xfail(reason="SRP converges after its liveness bound on this seed", strict=True)
+@pytest.mark.parametrize("seed", sorted(SRP_SLOW_MERGE))
+def test_srp_slow_merge_seeds(seed: int) -> None:
+    result = _run(seed)
+    assert result.passed, result.report()
+
+
+def test_a_lone_node_goes_through_the_same_steps() -> None:
+    result = run_sync_seed(3, 1, frozenset())
+    assert result.passed, result.report()
+    assert result.rounds_completed >= 1
+    assert result.log_counts[READY_LINE] == 1
+
+
+def test_a_seed_reproduces_exactly_and_aborts_in_both_phases() -> None:
+    first, second = _run(5), _run(5)
+    assert first.passed, first.report()
+    assert (first.rounds_completed, first.trace) == (second.rounds_completed, second.trace)
+    # Seed 5 interrupts rounds mid-BARRIER and (rarer: a probe's sync_process is short)
+    # mid-PROCESS.
+    assert first.aborted_in_barrier > 0
+    assert first.rounds_aborted > first.aborted_in_barrier
+
+
+# -- broken coordinators: each must be caught ------------------------------------------------
+
+
+class _EarlyActivate(SyncCoordinator):
+    """Activates once all members but one sent their barrier."""
+
+    def _on_barrier(self, sender: int, barrier: Barrier) -> None:
+        super()._on_barrier(sender, barrier)
+        if len(self._members) > 1 and len(self._barriers) == len(self._members) - 1:
+            self._activate()
+
+
+class _NoAbort(SyncCoordinator):
+    """Never tells the engine mid-round that its round was interrupted."""
+
+    def _abort_round(self) -> None:
+        return
+
+
+class _Descending(SyncCoordinator):
+    """Runs the service list from the highest id down."""
+
+    def _on_build(self, sender: int, build: ServiceBuild) -> None:
+        super()._on_build(sender, build)
+        if self._order and self._index == 0 and self._order[0] < self._order[-1]:
+            self._order = tuple(reversed(self._order))
+
+
+class _CompleteAtBuild(SyncCoordinator):
+    """Declares the round complete as soon as every member's service list arrived."""
+
+    def _begin_service(self) -> None:
+        self._complete()
+
+
+class _ForgetsTransitional(SyncCoordinator):
+    """Does not abort a round that was frozen by a TRANSITIONAL confchg."""
+
+    def config_change(self, change: ConfigChange) -> None:
+        if self._phase.value == "frozen":
+            self._phase = type(self._phase).IDLE
+            self._frozen_from = self._phase
+        super().config_change(change)
+
+
+@pytest.mark.parametrize(
+    ("broken", "rule"),
+    [
+        (_EarlyActivate, "SYNC barrier"),
+        (_NoAbort, "SYNC abort"),
+        (_Descending, "SYNC"),
+        (_CompleteAtBuild, "SYNC agreement"),
+        (_ForgetsTransitional, "SYNC abort"),
+    ],
+)
+def test_the_checker_catches_a_broken_coordinator(broken: CoordinatorFactory, rule: str) -> None:
+    caught = []
+    for seed in range(10):
+        result = _run(seed, broken)
+        if not result.passed:
+            caught.append(result)
+            break
+    assert caught, f"{broken.__name__} went unnoticed over 10 seeds"
+    assert any(v.startswith(rule) for v in caught[0].violations), caught[0].report()
