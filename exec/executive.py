@@ -137,11 +137,14 @@ class Executive:
         def sync(frame: bytes, guarantee: object) -> bool:
             return self.core.mcast(frame, guarantee, sync=True)  # type: ignore[arg-type]
 
-        return TotemPg(
+        pg = TotemPg(
             max_frame=self._max_frame,
             app=FrameOutlet(app, lambda: self.core.room(sync=False), queue),
             sync=FrameOutlet(sync, lambda: self.core.room(sync=True), queue),
         )
+        pg.join(ENGINE_GROUP)
+        pg.join(SYNC_GROUP)
+        return pg
 
     async def start(self) -> None:
         for plan in self._plans:
@@ -284,7 +287,9 @@ class Executive:
         try:
             request = decode_write_request(data)
         except CsError as error:
-            serv_log.error("Worker %d sent a bad cmap write (%s); restarting it", link.plan.index, error)
+            serv_log.error(
+                "Worker %d sent a bad cmap write (%s); restarting it", link.plan.index, error
+            )
             link.kill()
             return
         code, _changes = apply_write(self.store, request.write)

@@ -280,7 +280,9 @@ async def _serve_until_stopped(
         os.chdir(dirs.state_dir)
         node = config.local.require()
         try:
-            totem, executive = await _start_totem(config, registry, node, dirs, protection, store)
+            totem, executive = await _start_totem(
+                config, registry=registry, node=node, dirs=dirs, protection=protection, store=store
+            )
         except StartupError as error:
             totem_log.error("%s", error.message)
             return error.code
@@ -303,6 +305,7 @@ async def _serve_until_stopped(
 
 async def _start_totem(
     config: LoadedConfig,
+    *,
     registry: ServiceRegistry,
     node: NodeEntry,
     dirs: RunDirs,
@@ -342,7 +345,7 @@ async def _start_totem(
             core=core,
             core_factory=new_core,
             max_frame=_max_frame(totem.netmtu, protection),
-            notify_ready=lambda: sd_notify("READY=1"),
+            notify_ready=_notify_ready,
         )
     process = TotemProcess(
         loop=loop,
@@ -370,6 +373,10 @@ def _max_frame(netmtu: int, protection: PacketCrypto) -> int:
     return min(
         MAX_FRAME_SIZE, netmtu - IPV6_UDP_HEADERS - protection.overhead - 2 * MCAST_HEADER_SIZE
     )
+
+
+def _notify_ready() -> None:
+    sd_notify("READY=1")
 
 
 def _logging_keys(config: LoadedConfig) -> dict[str, str]:

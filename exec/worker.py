@@ -168,7 +168,8 @@ class Worker:
 
     def _on_parent(self) -> None:
         if not os.read(sys.stdin.fileno(), 4096):
-            log.info("Worker %d: the Totem process is gone; exiting", self._spec.index)
+            if not self.host.stopped:
+                log.error("Worker %d: the Totem process is gone; exiting", self._spec.index)
             self._loop.remove_reader(sys.stdin.fileno())
             self.finished.set()
 
@@ -225,8 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     spec = WorkerSpec.from_json(args[0])
-    # A Ctrl-C reaches the whole process group; the Totem process shuts us down in order.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A Ctrl-C, timeout(1) or systemd's stop signals the whole process group (or cgroup);
+    # the Totem process unloads the engines in order, and its pipe closing ends us anyway.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_IGN)
     with LogSys() as logsys:
         logsys.apply(spec.logging_keys)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -226,10 +226,10 @@ class WorkerHost:
         if step.kind is SyncStepKind.COMPLETE:
             self.in_sync = False
             return
-        hosted = self._hosted.get(step.service)
-        if hosted is None:
+        target = self._hosted.get(step.service)
+        if target is None:
             raise WorkerProtoError(f"sync step for service {step.service}, not hosted here")
-        engine = hosted.engine
+        engine = target.engine
         if step.kind is SyncStepKind.PROCESS:
             self._sync_process(engine, step.ring_id)
         elif step.kind is SyncStepKind.ACTIVATE:

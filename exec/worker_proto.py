@@ -306,6 +306,8 @@ def _ring(value: object) -> RingId:
 
 
 def _enum(kind: type[IntEnum], value: object, what: str) -> Any:
+    if type(value) is not int:
+        raise WorkerProtoError(f"bad {what} {value!r}")
     try:
         return kind(value)
     except (ValueError, TypeError):
