@@ -25,7 +25,8 @@ A round for ring R, on every member:
 4. **Barrier**: once every member's BARRIER for the service arrived, command
    :class:`SyncActivate` and go to the next service; after the last one emit
    :class:`SyncComplete` - the integrator then releases the application queue
-   (``Srp.release_app``): no application message reaches an engine mid-round.
+   (``Srp.release_app``, only if SRP still runs that ring): no application message reaches
+   an engine mid-round.
 
 A new configuration ends a round. The TRANSITIONAL confchg *freezes* it: it saves the
 transitional members, and every sync message delivered after it (an old-ring straggler) is
@@ -115,7 +116,9 @@ class SyncAbort:
 
 @dataclass(frozen=True, slots=True)
 class SyncComplete:
-    """The round is done: release the application queue and serve clients."""
+    """The round is done: serve clients, and release SRP's application queue if SRP still
+    runs ``ring_id`` (it may already hold the queue for a newer ring whose confchg the
+    coordinator has not been fed yet; that ring's round releases it)."""
 
     ring_id: RingId
     members: tuple[int, ...]

@@ -8,9 +8,20 @@ import pytest
 
 from pycorosync.exec.sync import READY_LINE, SyncCoordinator
 from pycorosync.exec.sync_wire import Barrier, ServiceBuild
-from pycorosync.exec.totem.events import ConfigChange
+from pycorosync.exec.totem.events import ConfigChange, RingId
 from pycorosync.exec.totem.sim import ALL_FAULTS
 from pycorosync.exec.totem.sim.runner import nodes_for_seed
+from pycorosync.exec.totem.sim.sync_check import (
+    Activated,
+    AppDelivered,
+    InitCalled,
+    ProcessDone,
+    ProcessStarted,
+    RegularInstalled,
+    RoundCompleted,
+    SyncChecker,
+    SyncRule,
+)
 from pycorosync.exec.totem.sim.sync_runner import SyncSimResult, run_sync_seed
 from pycorosync.exec.totem.sim.sync_stack import CoordinatorFactory
 
@@ -131,3 +142,72 @@ def test_the_checker_catches_a_broken_coordinator(broken: CoordinatorFactory, ru
             break
     assert caught, f"{broken.__name__} went unnoticed over 10 seeds"
     assert any(v.startswith(rule) for v in caught[0].violations), caught[0].report()
+
+
+# -- the checker's rules, fed by hand --------------------------------------------------------
+
+R1 = RingId(seq=4, rep=1)
+R2 = RingId(seq=8, rep=1)
+
+
+def _checker() -> SyncChecker:
+    return SyncChecker({1: (0,), 2: (0,)})
+
+
+def _round_until_activate(checker: SyncChecker, node: int) -> None:
+    checker.observe(node, 0, 1.0, RegularInstalled(R1, (1, 2)))
+    checker.observe(node, 0, 1.0, InitCalled(0, R1, (), (1, 2)))
+    checker.observe(node, 0, 1.1, ProcessStarted(0, R1))
+    checker.observe(node, 0, 1.2, ProcessDone(0, R1))
+
+
+FULL = ((1, 0, 1), (2, 0, 1))
+
+
+def test_the_checker_flags_an_application_message_before_the_round_completes() -> None:
+    checker = _checker()
+    _round_until_activate(checker, 1)
+    checker.observe(1, 0, 1.3, AppDelivered(2))
+    assert [v.rule for v in checker.violations] == [SyncRule.HELD_APP]
+
+
+def test_the_checker_accepts_a_clean_round_and_flags_a_missing_piece() -> None:
+    checker = _checker()
+    _round_until_activate(checker, 1)
+    _round_until_activate(checker, 2)
+    checker.observe(1, 0, 1.4, Activated(0, R1, FULL))
+    checker.observe(1, 0, 1.4, RoundCompleted(R1, (1, 2)))
+    checker.observe(1, 0, 1.5, AppDelivered(2))
+    assert checker.violations == []
+    checker.observe(2, 0, 1.4, Activated(0, R1, FULL[:1]))
+    assert {v.rule for v in checker.violations} == {SyncRule.BARRIER}
+
+
+def test_the_checker_flags_activation_before_a_members_process_finished() -> None:
+    checker = _checker()
+    _round_until_activate(checker, 1)
+    checker.observe(1, 0, 1.4, Activated(0, R1, FULL))
+    assert [v.rule for v in checker.violations] == [SyncRule.BARRIER]
+    assert "member(s) [2]" in checker.violations[0].description
+
+
+def test_the_checker_flags_an_interrupted_service_that_was_not_aborted() -> None:
+    checker = _checker()
+    _round_until_activate(checker, 1)
+    checker.observe(1, 0, 2.0, RegularInstalled(R2, (1,)))
+    checker.observe(1, 0, 2.0, InitCalled(0, R2, (1,), (1,)))
+    assert [v.rule for v in checker.violations] == [SyncRule.ABORT]
+
+
+def test_the_checker_flags_a_node_that_never_completes_or_completes_late() -> None:
+    checker = _checker()
+    _round_until_activate(checker, 1)
+    _round_until_activate(checker, 2)
+    for node in (1, 2):
+        checker.observe(node, 0, 1.4, Activated(0, R1, FULL))
+    checker.observe(1, 0, 9.0, RoundCompleted(R1, (1, 2)))
+    checker.finish([1, 2], healed_at=1.0, bound=5.0)
+    assert [(v.rule, v.nodes) for v in checker.violations] == [
+        (SyncRule.LIVENESS, (1,)),
+        (SyncRule.LIVENESS, (2,)),
+    ]

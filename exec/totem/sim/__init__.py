@@ -31,6 +31,10 @@ the last few hundred things that happened - datagrams in and out, events, faults
 only when read. The same seed gives the same run and the same trace, byte for byte, so a
 failing seed reproduces itself; ``corosync-sim`` (:mod:`pycorosync.tools.sim`) is the command.
 
+The same cluster runs the sync protocol: :func:`.sync_runner.run_sync_seed` gives every node a
+:class:`.sync_stack.SyncStack` (SRP, totempg, the sync coordinator and driver over probe
+engines) and adds :class:`.sync_check.SyncChecker` to the EVS checker (``docs/sync.md``).
+
 Assumptions about a core: it is deterministic (no clock, no randomness of its own beyond what
 its inputs determine), it never needs its own broadcasts back, its ``next_deadline`` moves past
 ``now`` once ``handle_timer(now)`` has run, and it only addresses configured nodes.
