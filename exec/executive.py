@@ -48,7 +48,7 @@ from pycorosync.exec.sync import (
     SyncOutput,
     SyncProcess,
 )
-from pycorosync.exec.totem.events import ConfigChange, ConfigKind, Delivery, RingId
+from pycorosync.exec.totem.events import ConfigChange, Delivery, RingId
 from pycorosync.exec.totem.pg import FrameOutlet, TotemPg
 from pycorosync.exec.totem.pg import Lane as PgLane
 from pycorosync.exec.totem.pg_wire import PgWireError, decode_service, encode_service
@@ -193,9 +193,8 @@ class Executive:
         record = ConfChg(change.kind, change.members, change.left, change.joined, change.ring_id)
         for link in self.links:
             link.send(record, Lane.SYNC)
-        if change.kind is ConfigKind.REGULAR:
-            apply_membership(self.store, change, self._addresses)
-            self._publish_cmap()
+        apply_membership(self.store, change, self._addresses)
+        self._publish_cmap()
         self.sync.config_change(change)
         self._run_sync()
 
@@ -241,13 +240,16 @@ class Executive:
         link.send(SyncStep(kind, service, ring_id), Lane.SYNC)
 
     def _sync_complete(self, ring_id: RingId) -> None:
-        self.core.release_app()
+        if ring_id == self.core.ring_id:
+            # A round of the previous ring can complete in the same step that installed the
+            # next one; releasing then would let the new ring's traffic overtake its sync.
+            self.core.release_app()
         for link in self.links:
             link.send(SyncStep(SyncStepKind.COMPLETE, -1, ring_id), Lane.SYNC)
         self.synced_rounds += 1
+        log.log(NOTICE, "Completed service synchronization, ready to provide service.")
         if not self.ready.is_set():
             self.ready.set()
-            log.log(NOTICE, "Completed service synchronization, ready to provide service.")
             self._notify_ready()
 
     # -- from workers ------------------------------------------------------------------------

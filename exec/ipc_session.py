@@ -12,8 +12,12 @@ malformed frame is answered with an error RESPONSE (serial 0) and the connection
 after that frame is flushed.
 
 Replies need the request's serial, which the host does not know: the session remembers the
-serials of unanswered requests per message id and answers them oldest first. A reply with no
-request waiting for it (the request was one-way, serial 0) is dropped. A client may
+serials of unanswered requests in arrival order. A reply answers the oldest unanswered request
+with the reply's message id - engines answer with their request's id, so concurrent requests
+of an asyncio client are matched even when an engine answers them out of order - and, when no
+request has that id (a Corosync-numbered response id such as cmap's SET_CURRENT_MAP), the
+oldest unanswered request of all. A reply with no request waiting for it (the request was
+one-way, serial 0) is dropped. A client may
 hold at most ``max_pending_requests`` unanswered; beyond that a request is answered
 ``CS_ERR_TRY_AGAIN`` without reaching the host, so that this table is bounded too.
 
@@ -27,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections import deque
 from typing import Protocol, cast
 
 from pycorosync.exec.logsys import subsys_logger
@@ -79,7 +82,8 @@ class IpcSession(asyncio.Protocol):
         self._decoder = FrameDecoder(max_body, _REQUESTS_ONLY)
         self._transport: asyncio.Transport | None = None
         self._closing = False
-        self._pending: dict[int, deque[int]] = {}
+        self._pending: dict[int, tuple[int, int]] = {}
+        """Unanswered requests in arrival order: serial -> (message id, serial)."""
         self._pending_count = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -193,18 +197,21 @@ class IpcSession(asyncio.Protocol):
                 error = CsErrorCode.CS_ERR_TRY_AGAIN
                 self.send(Frame(FrameKind.RESPONSE, frame.message_id, b"", frame.serial, error))
                 return
-            self._pending.setdefault(frame.message_id, deque()).append(frame.serial)
+            self._pending[frame.serial] = (frame.message_id, frame.serial)
             self._pending_count += 1
         self.owner.deliver(self, frame)
 
     def _take_serial(self, message_id: int) -> int:
-        waiting = self._pending.get(message_id)
-        if not waiting:
+        if not self._pending:
             return 0
-        serial = waiting.popleft()
+        # A handful of requests wait at most (the client library waits for each); a scan of
+        # them is cheaper than keeping a second index in step.
+        serial = next(
+            (serial for mid, serial in self._pending.values() if mid == message_id),
+            next(iter(self._pending)),
+        )
+        del self._pending[serial]
         self._pending_count -= 1
-        if not waiting:
-            del self._pending[message_id]
         return serial
 
     def _conn_id_text(self) -> str:

@@ -158,6 +158,12 @@ class Worker:
         except (ShmRingError, WorkerProtoError) as error:
             self._fail(str(error))
             return
+        except Exception:
+            # An engine failed where it cannot be skipped (exec_init, a sync callback): this
+            # worker's state is lost; a restart rebuilds it through the sync protocol.
+            log.exception("Worker %d: an engine failed", self._spec.index)
+            self._fail("an engine failed")
+            return
         if self.host.stopped:
             self.finished.set()
         elif records:

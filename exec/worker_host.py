@@ -16,16 +16,19 @@ Order of calls into engines, as Corosync's executive makes them:
   replica; then :class:`Ready` tells the Totem process which service ids live here.
 * A :class:`Deliver` goes to ``exec_handlers[function]`` of the engine with that service id;
   a configuration change goes to every engine in load order.
-* Sync steps: INIT calls ``sync_init`` of every engine; PROCESS runs one engine's
-  ``sync_process`` - again on the next loop turn while it returns False, so a long sync never
-  starves the worker - and then reports :class:`SyncDone`; ACTIVATE and ABORT call that
-  engine; COMPLETE ends the round. During a round client requests whose handler multicasts
-  (``FlowControl.REQUIRED``) are answered ``CS_ERR_TRY_AGAIN``, as Corosync holds them back,
-  and engines' multicasts travel on the SYNC lane.
+* Sync steps go to the :class:`~pycorosync.exec.sync_driver.SyncDriver` - the code the
+  simulator runs: INIT calls ``sync_init`` of every engine; PROCESS runs one engine's
+  ``sync_process`` - once per loop turn while it returns False, so a long sync never starves
+  the worker - and then reports :class:`SyncDone`; ACTIVATE and ABORT call that engine;
+  COMPLETE ends the round. An engine that raises in a sync callback fails the worker (it is
+  restarted and the node resynchronises). During a round client requests whose handler
+  multicasts (``FlowControl.REQUIRED``) are answered ``CS_ERR_TRY_AGAIN``, as Corosync holds
+  them back, and engines' multicasts travel on the SYNC lane.
 * :class:`Shutdown` runs ``exec_exit`` in reverse load order, each again until it returns True,
   then sends :class:`Unloaded`.
 
-A client request is admitted as Corosync's IPC glue admits it: an unknown request id is
+A client request is admitted as Corosync's IPC glue admits it (a refusal is answered with the
+request's own message id): an unknown request id is
 answered ``CS_ERR_INVALID_PARAM``; an engine that does not allow an inquorate partition
 answers ``CS_ERR_TRY_AGAIN`` while the node is inquorate; a REQUIRED request during sync or
 while the ring towards the Totem process is full is answered ``CS_ERR_TRY_AGAIN``. An engine
@@ -43,7 +46,8 @@ from pycorosync.exec.icmap_replica import CmapReplica
 from pycorosync.exec.logformat import NOTICE
 from pycorosync.exec.logsys import subsys_logger
 from pycorosync.exec.shmring import Lane
-from pycorosync.exec.totem.events import RingId
+from pycorosync.exec.sync import SyncAbort, SyncActivate, SyncInit, SyncProcess
+from pycorosync.exec.sync_driver import SyncDriver
 from pycorosync.exec.worker_api import EngineApi
 from pycorosync.exec.worker_proto import (
     CmapChanges,
@@ -65,6 +69,12 @@ from pycorosync.lib.errors import CsError, CsErrorCode
 from pycorosync.plugins.engine import ClientConnection, FlowControl, ServiceEngine
 
 log = subsys_logger("SERV")
+
+_ENGINE_COMMANDS: dict[SyncStepKind, type[SyncProcess | SyncActivate | SyncAbort]] = {
+    SyncStepKind.PROCESS: SyncProcess,
+    SyncStepKind.ACTIVATE: SyncActivate,
+    SyncStepKind.ABORT: SyncAbort,
+}
 
 ToTotem = Callable[[Record, Lane], bool]
 
@@ -115,7 +125,8 @@ class WorkerHost:
         self.nodeid = 0
         self.quorate = True
         self.in_sync = False
-        self._sync_ring: RingId | None = None
+        self._driver: SyncDriver | None = None
+        self._poll_armed = False
         self._cmap_waiting: dict[int, Callable[[CsErrorCode], None]] = {}
         self._cmap_ids = 0
         self.stopped = False
@@ -179,6 +190,7 @@ class WorkerHost:
             api = EngineApi(self, cls.service_id)
             self._hosted[cls.service_id] = _Hosted(engine, api)
             engine.exec_init(api)  # raising aborts the worker, as in Corosync
+        self._driver = SyncDriver(hosted.engine for hosted in self._hosted.values())
         self.send(Ready(self.services), Lane.SYNC)
 
     def _deliver(self, message: Deliver) -> None:
@@ -210,46 +222,32 @@ class WorkerHost:
     # -- sync --------------------------------------------------------------------------------
 
     def _sync_step(self, step: SyncStep) -> None:
+        driver = self._sync_driver()
         if step.kind is SyncStepKind.INIT:
             self.in_sync = True
-            self._sync_ring = step.ring_id
-            for hosted in self._in_load_order():
-                self._guard(
-                    hosted.engine,
-                    "sync_init",
-                    type(hosted.engine).sync_init,
-                    step.transitional,
-                    step.members,
-                    step.ring_id,
-                )
-            return
-        if step.kind is SyncStepKind.COMPLETE:
+            driver.apply(SyncInit(step.transitional, step.members, step.ring_id))
+        elif step.kind is SyncStepKind.COMPLETE:
             self.in_sync = False
-            return
-        target = self._hosted.get(step.service)
-        if target is None:
+        elif step.service not in self._hosted:
             raise WorkerProtoError(f"sync step for service {step.service}, not hosted here")
-        engine = target.engine
-        if step.kind is SyncStepKind.PROCESS:
-            self._sync_process(engine, step.ring_id)
-        elif step.kind is SyncStepKind.ACTIVATE:
-            self._guard(engine, "sync_activate", type(engine).sync_activate)
         else:
-            self._sync_ring = None  # a pending sync_process re-run sees the round is gone
-            self._guard(engine, "sync_abort", type(engine).sync_abort)
+            driver.apply(_ENGINE_COMMANDS[step.kind](step.service, step.ring_id))
+        self._poll_sync()
 
-    def _sync_process(self, engine: ServiceEngine, ring_id: RingId) -> None:
-        if self._sync_ring != ring_id:
-            return  # aborted meanwhile
-        try:
-            done = engine.sync_process()
-        except Exception:
-            log.exception("Engine %s failed in sync_process; treating it as done", engine.name)
-            done = True
-        if done:
-            self.send(SyncDone(engine.service_id, ring_id), Lane.SYNC)
-        else:
-            self.scheduler.call_soon(lambda: self._sync_process(engine, ring_id))
+    def _poll_sync(self) -> None:
+        """One ``sync_process`` call per loop turn, so a long sync never starves the worker."""
+        self._poll_armed = False
+        driver = self._sync_driver()
+        for done in driver.poll():
+            self.send(SyncDone(done.service_id, done.ring_id), Lane.SYNC)
+        if driver.busy and not self._poll_armed:
+            self._poll_armed = True
+            self.scheduler.call_soon(self._poll_sync)
+
+    def _sync_driver(self) -> SyncDriver:
+        if self._driver is None:
+            raise WorkerProtoError("a sync step before Init")
+        return self._driver
 
     # -- cmap --------------------------------------------------------------------------------
 
@@ -317,18 +315,19 @@ class WorkerHost:
     def client_request(
         self, service: int, conn: ClientConnection, request_id: int, payload: bytes
     ) -> None:
+        # A refusal answers with the request's own id: the IPC layer matches replies by id.
         hosted = self._hosted.get(service)
         if hosted is None:
-            self.clients.reply(conn, 0, b"", CsErrorCode.CS_ERR_LIBRARY)
+            self.clients.reply(conn, request_id, b"", CsErrorCode.CS_ERR_LIBRARY)
             return
         engine = hosted.engine
         entry = engine.lib_handlers.get(request_id)
         if entry is None:
-            self.clients.reply(conn, 0, b"", CsErrorCode.CS_ERR_INVALID_PARAM)
+            self.clients.reply(conn, request_id, b"", CsErrorCode.CS_ERR_INVALID_PARAM)
             return
         held = entry.flow_control is FlowControl.REQUIRED and (self.in_sync or self.app_blocked)
         if held or not (engine.allow_inquorate or self.quorate):
-            self.clients.reply(conn, 0, b"", CsErrorCode.CS_ERR_TRY_AGAIN)
+            self.clients.reply(conn, request_id, b"", CsErrorCode.CS_ERR_TRY_AGAIN)
             return
         self._guard(engine, "lib handler", entry.handler, conn, payload)
 

@@ -281,7 +281,7 @@ def test_multicasts_take_the_sync_lane_during_sync_and_would_block_when_full(rig
 def test_client_requests_are_admitted_as_corosyncs_ipc_glue_admits_them(rig: Rig) -> None:
     host, replies = rig.host, rig.clients.replies
     host.client_request(40, CONN, 9, b"")
-    assert replies[-1] == (1, 0, b"", CsErrorCode.CS_ERR_INVALID_PARAM)
+    assert replies[-1] == (1, 9, b"", CsErrorCode.CS_ERR_INVALID_PARAM)
     host.apply(SyncStep(SyncStepKind.INIT, -1, RING, (5,), (5,)))
     host.client_request(40, CONN, 0, b"held during sync")
     assert replies[-1] == (1, 0, b"", CsErrorCode.CS_ERR_TRY_AGAIN)
@@ -290,9 +290,9 @@ def test_client_requests_are_admitted_as_corosyncs_ipc_glue_admits_them(rig: Rig
     host.apply(SyncStep(SyncStepKind.COMPLETE, -1, RING))
     host.apply(Quorum(False))
     host.client_request(40, CONN, 1, b"totem.cluster_name")
-    assert replies[-1] == (1, 0, b"", CsErrorCode.CS_ERR_TRY_AGAIN)  # not allow_inquorate
+    assert replies[-1] == (1, 1, b"", CsErrorCode.CS_ERR_TRY_AGAIN)  # not allow_inquorate
     host.client_request(99, CONN, 1, b"")
-    assert replies[-1] == (1, 0, b"", CsErrorCode.CS_ERR_LIBRARY)
+    assert replies[-1] == (1, 1, b"", CsErrorCode.CS_ERR_LIBRARY)
 
 
 def test_cmap_changes_reach_the_replica_and_out_of_step_ones_are_refused(rig: Rig) -> None:
