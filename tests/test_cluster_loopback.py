@@ -43,7 +43,8 @@ def test_three_nodes_form_one_ring(make_cluster: MakeCluster, base: Path) -> Non
     cluster.start()
     took = cluster.wait_formed()
     for node in cluster.nodes:
-        assert "ready to provide service." in node.text()
+        # The engines' first sync completes after the ring forms.
+        wait_until(lambda n=node: "ready to provide service." in n.text(), "the first sync")
         assert int((base / f"s{node.nodeid}" / f"ringid_{node.nodeid}").read_text()) > 0
     print(f"3-node ring formed {took:.3f} s after start")
 

@@ -569,7 +569,7 @@ def test_malformed_service_header_is_refused(data: bytes) -> None:
 
 def test_service_ids_are_validated_when_encoding() -> None:
     with pytest.raises(InvalidParamError):
-        encode_service(64, 0, b"")
+        encode_service(1 << 16, 0, b"")
     with pytest.raises(InvalidParamError):
         encode_service(1, 1 << 16, b"")
 
