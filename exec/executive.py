@@ -157,7 +157,7 @@ class Executive:
         self.links.append(link)
         for service in plan.services:
             self._by_service[service] = link
-        await link.spawn()
+        link.spawn()
         return link
 
     # -- from Totem --------------------------------------------------------------------------
@@ -214,6 +214,8 @@ class Executive:
             self._sync_output(output)
 
     def _sync_output(self, output: SyncOutput) -> None:
+        if not isinstance(output, SyncLog):
+            sync_log.debug("sync: %s", output)
         match output:
             case SyncMcast(payload):
                 if not self.pg.mcast([SYNC_GROUP], payload, lane=PgLane.SYNC):
@@ -261,6 +263,9 @@ class Executive:
                     self._held[link] = record
                     link.pause()
             case SyncDone(service, ring_id):
+                sync_log.debug(
+                    "sync: worker %d done with %d for %s", link.plan.index, service, ring_id
+                )
                 self.sync.service_done(service, ring_id)
                 self._run_sync()
             case CmapWriteRequest(write):
@@ -377,11 +382,10 @@ class Executive:
             link.kill()
 
     async def _reap(self, link: WorkerLink) -> None:
-        process = link.process
-        if process is None:
+        if link.process is None:
             return
         try:
-            await asyncio.wait_for(process.wait(), UNLOAD_TIMEOUT)
+            await asyncio.wait_for(link.exited.wait(), UNLOAD_TIMEOUT)
         except TimeoutError:
             link.kill()
-            await process.wait()
+            await link.exited.wait()

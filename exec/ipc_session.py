@@ -84,7 +84,6 @@ class IpcSession(asyncio.Protocol):
         self._closing = False
         self._pending: dict[int, tuple[int, int]] = {}
         """Unanswered requests in arrival order: serial -> (message id, serial)."""
-        self._pending_count = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -193,12 +192,11 @@ class IpcSession(asyncio.Protocol):
 
     def _take(self, frame: Frame) -> None:
         if frame.serial:
-            if self._pending_count >= self._max_pending:
+            if len(self._pending) >= self._max_pending:
                 error = CsErrorCode.CS_ERR_TRY_AGAIN
                 self.send(Frame(FrameKind.RESPONSE, frame.message_id, b"", frame.serial, error))
                 return
             self._pending[frame.serial] = (frame.message_id, frame.serial)
-            self._pending_count += 1
         self.owner.deliver(self, frame)
 
     def _take_serial(self, message_id: int) -> int:
@@ -211,7 +209,6 @@ class IpcSession(asyncio.Protocol):
             next(iter(self._pending)),
         )
         del self._pending[serial]
-        self._pending_count -= 1
         return serial
 
     def _conn_id_text(self) -> str:

@@ -41,6 +41,10 @@ class RunDirs:
         return os.path.join(self.run_dir, PID_FILE_NAME)
 
     def create(self) -> None:
-        """Create both directories (mode 0700) if missing; OSError says which one failed."""
-        for path in (self.run_dir, self.state_dir):
-            os.makedirs(path, mode=0o700, exist_ok=True)
+        """Create both directories if missing; OSError says which one failed.
+
+        The state directory is private (0700). The run directory is 0755: clients of other
+        users (``uidgid.*``) must reach the sockets in it, and each connection is admitted by
+        its peer credentials, not by the file system."""
+        os.makedirs(self.run_dir, mode=0o755, exist_ok=True)
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)

@@ -26,7 +26,10 @@ so the ring between them fills and the worker's clients see ``CS_ERR_TRY_AGAIN``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -117,7 +120,9 @@ class WorkerLink:
         self._pending: deque[bytes] = deque()
         """Records taken from the ring but not yet handed over (the owner paused us)."""
         self._more = False
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._pidfd: int | None = None
+        self.exited = asyncio.Event()
         self.ready = False
         self.finished = asyncio.Event()
         """Set when the worker said its engines are unloaded, or when it exited."""
@@ -125,7 +130,7 @@ class WorkerLink:
 
     # -- life cycle --------------------------------------------------------------------------
 
-    async def spawn(self) -> None:
+    def spawn(self) -> None:
         spec = {
             "down": self._down.fds.to_arg(),
             "up": self._up.fds.to_arg(),
@@ -135,28 +140,34 @@ class WorkerLink:
             "logging": dict(self._settings.logging_keys),
         }
         fds = (*self._down.fds.all(), *self._up.fds.all())
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pycorosync.exec.worker",
-            json.dumps(spec),
-            stdin=asyncio.subprocess.PIPE,
+        # subprocess, not the loop's subprocess support: it closes every other fd (uvloop's
+        # leaks the Totem socket, the pid lock and the other end of the parent pipe, so an
+        # orphaned worker would never see the pipe close).
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pycorosync.exec.worker", json.dumps(spec)],
+            stdin=subprocess.PIPE,
             pass_fds=fds,
+            close_fds=True,
         )
+        self._pidfd = os.pidfd_open(self.process.pid)
+        self._loop.add_reader(self._pidfd, self._on_process_exit)
         self._loop.add_reader(self._reader.data_fileno, self._on_readable)
         self._loop.add_reader(self._writer.space_fileno, self._on_space)
-        self._loop.create_task(self._watch())
         log.debug(
             "Worker %d started (pid %d): %s", self.plan.index, self.process.pid, self.plan.names
         )
 
-    async def _watch(self) -> None:
-        assert self.process is not None
-        code = await self.process.wait()
+    def _on_process_exit(self) -> None:
+        assert self.process is not None and self._pidfd is not None
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        code = self.process.wait()  # it has exited: no wait
         self.exit_code = code
         self._on_readable()  # whatever it managed to write before it went
         self.close()
         self.finished.set()
+        self.exited.set()
         self._on_exit(self, code)
 
     def kill(self) -> None:
@@ -170,7 +181,8 @@ class WorkerLink:
         self._loop.remove_reader(self._reader.data_fileno)
         self._loop.remove_reader(self._writer.space_fileno)
         if self.process is not None and self.process.stdin is not None:
-            self.process.stdin.close()  # the worker's cue to exit, if it still runs
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()  # the worker's cue to exit, if it still runs
         self._down.close()
         self._up.close()
 
@@ -244,7 +256,9 @@ class WorkerLink:
         records = self._reader.read(READ_BATCH)
         if not records and self._reader.ack_and_arm():
             records = self._reader.read(READ_BATCH)
-        self._more = len(records) == READ_BATCH
+        # Read again until the ring is empty: only a reader that armed itself (found it
+        # empty) is woken by the worker's next record.
+        self._more = bool(records)
         self._pending.extend(data for _lane, data in records)
 
     def __repr__(self) -> str:
