@@ -105,7 +105,7 @@ def test_cmapctl_shows_the_same_three_joined_members_on_every_node(
     # A write through one node's worker is applied by its Totem process and read back.
     assert cmapctl(cluster.node(2), "-s", "test.key", "u32", "7").returncode == 0
     assert cmapctl(cluster.node(2), "-g", "test.key").stdout == "test.key (u32) = 7\n"
-    refused = cmapctl(cluster.node(2), "-s", "runtime.members.1.status", "str", "x")
+    refused = cmapctl(cluster.node(2), "-s", "totem.cluster_name", "str", "other")
     assert refused.returncode != 0
     assert "CS_ERR_ACCESS" in refused.stderr + refused.stdout
 
@@ -214,7 +214,8 @@ def test_garbage_frames_and_unauthorised_peers_are_refused(
     assert CmapHandle(run_dir=run_dir(node)).get_string("totem.cluster_name") == "loop"
     if os.getuid() != 0:
         pytest.skip("the unauthorised peer needs root to run a client as another user")
-    base.chmod(0o755)
+    for directory in (base, Path(run_dir(node))):
+        directory.chmod(0o755)
     nobody = subprocess.run(
         [sys.executable, "-c", _AS_NOBODY, run_dir(node)],
         capture_output=True,
@@ -229,10 +230,14 @@ def test_garbage_frames_and_unauthorised_peers_are_refused(
 
 _AS_NOBODY = """
 import os, sys
-os.setgid(65534)
-os.setuid(65534)
 from pycorosync.lib.cmap import CmapHandle
 from pycorosync.lib.errors import CsError
+import pycorosync.lib.ipc
+# Imported as root (nobody cannot read this Python's files); connect as nobody, whose
+# credentials the worker reads with SO_PEERCRED.
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
 try:
     CmapHandle(run_dir=sys.argv[1]).get_string("totem.cluster_name")
     print("admitted")
