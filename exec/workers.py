@@ -158,11 +158,13 @@ class WorkerLink:
         )
 
     def _on_process_exit(self) -> None:
-        assert self.process is not None and self._pidfd is not None
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
+        process, pidfd = self.process, self._pidfd
+        if process is None or pidfd is None:
+            return
+        self._loop.remove_reader(pidfd)
+        os.close(pidfd)
         self._pidfd = None
-        code = self.process.wait()  # it has exited: no wait
+        code = process.wait()  # it has exited: no wait
         self.exit_code = code
         self._on_readable()  # whatever it managed to write before it went
         self.close()
