@@ -21,10 +21,8 @@ on ADD). A notification for a tracker already deleted is ignored, as in Corosync
 
 from __future__ import annotations
 
-import importlib
 import itertools
 from collections.abc import Callable, Iterator
-from enum import IntEnum
 from typing import Protocol, cast
 
 from pycorosync.lib import cmap_wire as wire
@@ -37,6 +35,7 @@ from pycorosync.lib.errors import (
     NameTooLongError,
     NoSectionsError,
 )
+from pycorosync.lib.ipc import DispatchFlag, IpcClient
 
 __all__ = [
     "CmapHandle",
@@ -53,13 +52,8 @@ TrackNotify = Callable[[TrackEvent, str, CmapEntry | None, CmapEntry | None], No
 """A tracker's callback: ``(event, key, new entry or None, old entry or None)``."""
 
 
-class DispatchFlags(IntEnum):
-    """``cs_dispatch_flags_t``."""
-
-    ONE = 1
-    ALL = 2
-    BLOCKING = 3
-    ONE_NONBLOCKING = 4
+DispatchFlags = DispatchFlag
+"""``cs_dispatch_flags_t``, shared by every client library (:mod:`pycorosync.lib.ipc`)."""
 
 
 class CmapTransport(Protocol):
@@ -100,16 +94,9 @@ def initialize(
 
 
 def _connect(run_dir: str | None) -> CmapTransport:
-    # Imported here: the IPC client is a separate module, and a handle given a transport
-    # must not need it.
     try:
-        ipc = importlib.import_module("pycorosync.lib.ipc")
-    except ImportError as error:
-        raise LibraryError(f"no IPC client to reach the daemon: {error}") from None
-    try:
-        if run_dir is None:
-            return cast(CmapTransport, ipc.IpcClient("cmap"))
-        return cast(CmapTransport, ipc.IpcClient("cmap", run_dir=run_dir))
+        # IpcClient's dispatch takes a DispatchFlag, an int: it is a CmapTransport.
+        return cast(CmapTransport, IpcClient("cmap", run_dir=run_dir))
     except (ConnectionError, FileNotFoundError) as error:
         # Corosync's answer when the daemon is not running (qb_to_cs_error: ECONNREFUSED).
         raise LibraryError(f"cannot connect to the cmap service: {error}") from None
