@@ -1,0 +1,91 @@
+"""The Totem side of a worker link: placement, ordered overflow and the delivery budget."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import ClassVar
+
+import pytest
+
+from pycorosync.exec.shmring import Channel
+from pycorosync.exec.totem.events import Guarantee
+from pycorosync.exec.worker_proto import Deliver, StampOrder, decode
+from pycorosync.exec.workers import WorkerLink, WorkerPlan, WorkerSettings, plan_workers
+from tests._engines import ValidEngine
+
+TOKEN_S = 1.0
+LANE_BYTES = 4096
+
+
+class Shared(ValidEngine):
+    name: ClassVar[str] = "shared"
+    service_id: ClassVar[int] = 40
+
+
+class Alone(ValidEngine):
+    name: ClassVar[str] = "alone"
+    service_id: ClassVar[int] = 41
+    own_worker: ClassVar[bool] = True
+
+
+class AlsoShared(ValidEngine):
+    name: ClassVar[str] = "also"
+    service_id: ClassVar[int] = 42
+
+
+def test_engines_share_worker_0_unless_they_ask_for_their_own() -> None:
+    plans = plan_workers([Shared, Alone, AlsoShared])
+    assert [(plan.index, plan.names) for plan in plans] == [
+        (0, ("shared", "also")),
+        (1, ("alone",)),
+    ]
+    assert [plan.index for plan in plan_workers([Alone])] == [0]
+
+
+@pytest.fixture
+def link() -> Iterator[WorkerLink]:
+    loop = asyncio.new_event_loop()
+    settings = WorkerSettings(
+        run_dir="/nonexistent", logging_keys={}, token_timeout=TOKEN_S, lane_capacity=LANE_BYTES
+    )
+    made = WorkerLink(WorkerPlan(0, (Shared,)), settings, loop, lambda *_: None, lambda *_: None)
+    yield made
+    made.close()
+    loop.close()
+
+
+def _record(n: int) -> Deliver:
+    return Deliver(40, 0, n, Guarantee.AGREED, bytes(200))
+
+
+def test_a_full_ring_overflows_in_order_and_a_worker_that_never_drains_goes_over_budget(
+    link: WorkerLink,
+) -> None:
+    # The worker's end of the Totem -> worker channel, attached as the worker does.
+    worker_end = Channel.attach(link._down.fds)
+    reader = worker_end.reader()
+    sent = 0
+    while link.backlog == 0:
+        sent += 1
+        link.send(_record(sent))
+    for _ in range(10):
+        sent += 1
+        link.send(_record(sent))  # behind the overflow, never around it
+    now = link._loop.time()
+    assert not link.over_budget(now + TOKEN_S / 2)
+    assert link.over_budget(now + TOKEN_S * 1.5)
+
+    # The worker drains; the space wake-up refills the ring from the overflow, in order.
+    order = StampOrder()
+    senders: list[int] = []
+    while len(senders) < sent:
+        batch = reader.read(64)
+        for _lane, data in batch:
+            stamp, record = decode(data)
+            senders.extend(r.sender for r in order.push(stamp, record))  # type: ignore[union-attr]
+        link._on_space()
+    assert senders == list(range(1, sent + 1))
+    assert link.backlog == 0
+    assert not link.over_budget(link._loop.time() + TOKEN_S * 10)
+    worker_end.close()
