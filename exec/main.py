@@ -49,7 +49,7 @@ from pycorosync.exec.totem.srp_wire import MCAST_HEADER_SIZE
 from pycorosync.exec.totemconfig import read_authkey
 from pycorosync.exec.totemcrypto import PacketCrypto
 from pycorosync.exec.totemnet import UdpuTransport, is_multicast, transport_notes
-from pycorosync.exec.totemproc import RingSeqFile, TotemProcess, sd_notify
+from pycorosync.exec.totemproc import RingSeqFile, TotemProcess, next_boot_id, sd_notify
 from pycorosync.exec.totemudp import UdpMulticastTransport
 from pycorosync.exec.workers import WorkerSettings, plan_workers
 from pycorosync.plugins.errors import PluginError
@@ -164,7 +164,7 @@ def _run(options: Options) -> int:
         _report_test(options.config_file, config, registry)
         return ExitCode.OK
     dirs = _prepare_dirs(config)
-    protection = _packet_crypto(config)
+    protection = _packet_crypto(config, dirs)
     if not options.foreground:
         _daemonize()
     with LogSys() as logsys:
@@ -232,14 +232,18 @@ def _prepare_dirs(config: LoadedConfig) -> RunDirs:
     return dirs
 
 
-def _packet_crypto(config: LoadedConfig) -> PacketCrypto:
-    """The packet protection of this boot (the boot id grows across restarts: the clock)."""
+def _packet_crypto(config: LoadedConfig, dirs: RunDirs) -> PacketCrypto:
+    """The packet protection of this boot (its boot id grows across restarts)."""
     crypto = config.totem.crypto
     members = [node.nodeid for node in config.nodelist]
     try:
         authkey = read_authkey(crypto)
         nodeid = config.local.require().nodeid
-        return PacketCrypto(crypto, authkey, nodeid, members, boot_id=time.time_ns())
+        try:
+            boot_id = next_boot_id(dirs.state_dir, nodeid, time.time_ns())
+        except OSError as error:
+            raise StartupError(ExitCode.FATAL, f"Cannot store the boot id: {error}") from None
+        return PacketCrypto(crypto, authkey, nodeid, members, boot_id=boot_id)
     except ConfigError as error:
         located = config.parsed.locate(error)
         hint = "" if "corosync-keygen" in str(error) else _KEYGEN_HINT

@@ -53,9 +53,9 @@ under our nodeid is a replay of an earlier run or a second node configured with 
 Duplicates within one boot pass: Totem tolerates and discards them itself, so no per-packet
 replay window is kept. In none/none the boot rule is a sanity filter, not a defence.
 
-The boot id must grow across restarts of a node (``time.time_ns()`` at start does, unless the
-clock is stepped back across a restart; peers then refuse the node with a reason that says so,
-until they restart or the node is taken out of and put back into their members).
+The boot id must grow across restarts of a node: the daemon takes the wall clock in nanoseconds,
+or one more than the last boot id it stored in its state directory if the clock was stepped
+back (:func:`pycorosync.exec.totemproc.next_boot_id`).
 """
 
 from __future__ import annotations

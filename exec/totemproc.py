@@ -102,14 +102,16 @@ class Transport(Protocol):
 # --- the ring seq on disk --------------------------------------------------------------------
 
 
-class RingSeqFile:
-    """``<state_dir>/ringid_<nodeid>``: the highest ring seq this node has used, as text."""
+class CounterFile:
+    """``<state_dir>/<name>_<nodeid>``: a non-negative number kept durably, as text."""
 
-    def __init__(self, state_dir: str, nodeid: int) -> None:
-        self.path = os.path.join(state_dir, f"ringid_{nodeid}")
+    what = "number"
+
+    def __init__(self, state_dir: str, nodeid: int, name: str) -> None:
+        self.path = os.path.join(state_dir, f"{name}_{nodeid}")
 
     def load(self) -> int:
-        """The stored seq; 0 when there is none. An unreadable file is an OSError."""
+        """The stored number; 0 when there is none. An unreadable file is an OSError."""
         try:
             with open(self.path, encoding="ascii") as file:
                 text = file.read().strip()
@@ -118,16 +120,16 @@ class RingSeqFile:
         try:
             value = int(text, 10)
         except ValueError:
-            raise OSError(f"{self.path} holds no ring sequence number: {text[:40]!r}") from None
+            raise OSError(f"{self.path} holds no {self.what}: {text[:40]!r}") from None
         if value < 0:
-            raise OSError(f"{self.path} holds a negative ring sequence number")
+            raise OSError(f"{self.path} holds a negative {self.what}")
         return value
 
     def save(self, seq: int) -> None:
         """Replace the file atomically and durably: temporary file, fsync, rename, fsync dir.
 
-        This blocks the event loop for the fsyncs; it runs once per new ring, and the datagrams
-        that follow must not leave before it is durable (hard part 1).
+        For the ring seq this blocks the event loop for the fsyncs; it runs once per new ring,
+        and the datagrams that follow must not leave before it is durable (hard part 1).
         """
         tmp = f"{self.path}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -142,6 +144,28 @@ class RingSeqFile:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+class RingSeqFile(CounterFile):
+    """``<state_dir>/ringid_<nodeid>``: the highest ring seq this node has used."""
+
+    what = "ring sequence number"
+
+    def __init__(self, state_dir: str, nodeid: int) -> None:
+        super().__init__(state_dir, nodeid, "ringid")
+
+
+def next_boot_id(state_dir: str, nodeid: int, now_ns: int) -> int:
+    """This start's boot id for the packet protection, made durable before it is used.
+
+    It must exceed every earlier boot's (peers refuse an older boot, and a repeated one would
+    repeat nonces under the same subkey): the wall clock in nanoseconds, unless the clock
+    stepped back below the last boot id stored in ``<state_dir>/bootid_<nodeid>``, then one
+    more than that."""
+    stored = CounterFile(state_dir, nodeid, "bootid")
+    boot = max(now_ns, stored.load() + 1)
+    stored.save(boot)
+    return boot
 
 
 # --- systemd readiness ----------------------------------------------------------------------

@@ -17,7 +17,13 @@ from pycorosync.exec.totem.srp_config import SrpConfig
 from pycorosync.exec.totemconfig import CryptoConfig
 from pycorosync.exec.totemcrypto import PacketCrypto
 from pycorosync.exec.totemnet import Datagram, NetStats, UdpuTransport, send_datagram
-from pycorosync.exec.totemproc import RateLimitedLog, RingSeqFile, TotemProcess, sd_notify
+from pycorosync.exec.totemproc import (
+    RateLimitedLog,
+    RingSeqFile,
+    TotemProcess,
+    next_boot_id,
+    sd_notify,
+)
 
 pytestmark = pytest.mark.xdist_group("loopback")
 
@@ -95,6 +101,15 @@ def test_ring_seq_file_round_trip(tmp_path: Path) -> None:
     Path(store.path).write_text("junk")
     with pytest.raises(OSError, match="no ring sequence number"):
         store.load()
+
+
+def test_the_boot_id_grows_even_when_the_clock_steps_back(tmp_path: Path) -> None:
+    first = next_boot_id(str(tmp_path), 3, now_ns=5_000)
+    assert first == 5_000
+    assert next_boot_id(str(tmp_path), 3, now_ns=9_000) == 9_000
+    assert next_boot_id(str(tmp_path), 3, now_ns=1_000) == 9_001  # the clock went back
+    assert next_boot_id(str(tmp_path), 4, now_ns=1_000) == 1_000  # per node
+    assert sorted(os.listdir(tmp_path)) == ["bootid_3", "bootid_4"]
 
 
 def test_sd_notify_abstract_and_path_sockets(tmp_path: Path) -> None:
