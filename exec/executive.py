@@ -64,6 +64,7 @@ from pycorosync.exec.worker_proto import (
     Ready,
     Record,
     Shutdown,
+    Stats,
     SyncDone,
     SyncStep,
     SyncStepKind,
@@ -78,6 +79,8 @@ sync_log = subsys_logger("SYNC")
 
 ENGINE_GROUP = b"a"
 SYNC_GROUP = b"sync"
+STATS_PERIOD = 1.0
+"""Seconds between two reports of the stats map's figures to the workers."""
 UNLOAD_TIMEOUT = 10.0
 """Seconds a worker may take to unload its engines at shutdown before it is killed."""
 
@@ -108,6 +111,8 @@ class Executive:
         self._notify_ready = notify_ready
         self.core = core
         self._kick: Callable[[], None] = lambda: None
+        self._figures: Callable[[], Mapping[str, int]] = dict
+        self._stats_timer: asyncio.TimerHandle | None = None
         self._replace_core: Callable[[Srp], None] = lambda core: None
         self.links: list[WorkerLink] = []
         self._by_service: dict[int, WorkerLink] = {}
@@ -123,10 +128,17 @@ class Executive:
 
     # -- wiring ------------------------------------------------------------------------------
 
-    def attach(self, kick: Callable[[], None], replace_core: Callable[[Srp], None]) -> None:
-        """Give the executive the Totem process's ``flush`` and ``replace_core``."""
+    def attach(
+        self,
+        kick: Callable[[], None],
+        replace_core: Callable[[Srp], None],
+        figures: Callable[[], Mapping[str, int]],
+    ) -> None:
+        """Give the executive the Totem process's ``flush``, ``replace_core`` and ``figures``
+        (the counters of the stats map)."""
         self._kick = kick
         self._replace_core = replace_core
+        self._figures = figures
 
     def _new_pg(self) -> TotemPg:
         queue = self.core.room()  # an empty queue: its size
@@ -150,6 +162,7 @@ class Executive:
         for plan in self._plans:
             await self._start_worker(plan)
         self._arm_budget_check()
+        self._push_stats()
 
     async def _start_worker(self, plan: WorkerPlan) -> WorkerLink:
         link = WorkerLink(plan, self._settings, self._loop, self._on_record, self._on_exit)
@@ -313,6 +326,19 @@ class Executive:
         for link in self.links:
             link.send(record, Lane.SYNC)
 
+    # -- the stats map ------------------------------------------------------------------------
+
+    def _push_stats(self) -> None:
+        """Send every worker the figures of the stats map; again every STATS_PERIOD.
+
+        Corosync computes them on demand; a worker cannot ask the Totem process synchronously,
+        so it serves a copy at most this old."""
+        record = Stats(tuple(sorted(self._figures().items())))
+        for link in self.links:
+            link.send(record, Lane.SYNC)
+        if not self._stopping:
+            self._stats_timer = self._loop.call_later(STATS_PERIOD, self._push_stats)
+
     # -- supervision -------------------------------------------------------------------------
 
     def _arm_budget_check(self) -> None:
@@ -363,8 +389,9 @@ class Executive:
     async def shutdown(self) -> None:
         """Unload every engine (workers in reverse order), then let the caller leave the ring."""
         self._stopping = True
-        if self._budget_timer is not None:
-            self._budget_timer.cancel()
+        for timer in (self._budget_timer, self._stats_timer):
+            if timer is not None:
+                timer.cancel()
         serv_log.log(NOTICE, "Unloading all Corosync service engines.")
         for link in reversed(self.links):
             link.send(Shutdown(), Lane.SYNC)

@@ -361,7 +361,7 @@ async def _start_totem(
         listener=executive,
     )
     if executive is not None:
-        executive.attach(process.flush, process.replace_core)
+        executive.attach(process.flush, process.replace_core, process.figures)
         await executive.start()
     process.start()
     return process, executive

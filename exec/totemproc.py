@@ -316,6 +316,7 @@ class TotemProcess:
         self.ready = asyncio.Event()
         self.deliveries = 0
         self.own_dropped = 0
+        self.rejected_packets = 0
         self.regular_configs: list[ConfigChange] = []
 
     # -- life cycle ------------------------------------------------------------------------
@@ -363,6 +364,7 @@ class TotemProcess:
             except CryptoError as error:
                 host, port = datagram.source
                 where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                self.rejected_packets += 1
                 self._rejected(error.kind, f"Packet from {where} rejected: {error.reason}")
                 continue
             if sender == own:
@@ -421,6 +423,23 @@ class TotemProcess:
             # a full buffer) would otherwise leave a ring that silently never forms.
             lost = stats.tx_dropped - dropped
             self._send_failed("send", f"Cannot send {lost} Totem datagram(s): {stats.tx_error}")
+
+    def figures(self) -> dict[str, int]:
+        """The figures the stats map shows (``stats.*`` key -> count)."""
+        figures = {f"stats.srp.{name}": value for name, value in self._core.counters().items()}
+        net = self._net.stats
+        figures |= {
+            "stats.pg.msg_queue_avail": self._core.room(),
+            "stats.net.rx": net.rx,
+            "stats.net.rx_unlisted": net.rx_unlisted,
+            "stats.net.rx_own": net.rx_own + self.own_dropped,
+            "stats.net.tx": net.tx,
+            "stats.net.tx_dropped": net.tx_dropped,
+            "stats.net.rx_rejected": self.rejected_packets,
+            "stats.totem.deliveries": self.deliveries,
+            "stats.totem.pauses_detected": self._pause.pauses,
+        }
+        return figures
 
     def replace_core(self, core: TotemCore) -> None:
         """Leave the ring with the current core and join again with ``core`` (a worker was

@@ -46,6 +46,7 @@ from pycorosync.exec.shmring import (
 )
 from pycorosync.exec.worker_host import WorkerHost
 from pycorosync.exec.worker_proto import Record, StampOrder, WorkerProtoError, decode, encode
+from pycorosync.lib.cmap_types import CmapEntry, ValueType
 from pycorosync.lib.errors import CsErrorCode
 from pycorosync.plugins.engine import ClientConnection, ServiceEngine
 from pycorosync.plugins.registry import ServiceRegistry
@@ -119,6 +120,8 @@ class Worker:
         )
         self.server = IpcServer(spec.run_dir, self, self._authorize)
         self._clients.server = self.server
+        self._closed_connections = 0
+        self.host.local_stats = self._ipc_stats
         self.finished = asyncio.Event()
         self.exit_code = 0
         self._listening = False
@@ -207,7 +210,14 @@ class Worker:
         self.host.client_request(self._services[service], conn, message_id, payload)
 
     def disconnected(self, service: str, conn: ClientConnection) -> None:
+        self._closed_connections += 1
         self.host.client_disconnected(self._services[service], conn)
+
+    def _ipc_stats(self) -> dict[str, CmapEntry]:
+        return {
+            "stats.ipcs.global.active": CmapEntry(ValueType.UINT64, len(self.server.connections)),
+            "stats.ipcs.global.closed": CmapEntry(ValueType.UINT64, self._closed_connections),
+        }
 
     async def close(self) -> None:
         await self.server.close()

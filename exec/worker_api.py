@@ -24,7 +24,7 @@ from pycorosync.exec.shmring import Lane
 from pycorosync.exec.totem.events import Guarantee
 from pycorosync.exec.worker_proto import CmapWriteRequest, McastRequest
 from pycorosync.lib.cmap_types import CmapEntry, CmapValue, ValueType
-from pycorosync.lib.errors import CsErrorCode, LibraryError
+from pycorosync.lib.errors import CsErrorCode, LibraryError, NotExistError
 from pycorosync.plugins.engine import (
     ClientConnection,
     CmapTrackHandle,
@@ -81,6 +81,16 @@ class EngineApi:
 
     def cmap_iter(self, prefix: str = "") -> Iterator[tuple[str, CmapEntry]]:
         return self._replica().iter_prefix(prefix)
+
+    def stats_get_entry(self, key: str) -> CmapEntry:
+        entry = self._host.stats_map().get(key)
+        if entry is None:
+            raise NotExistError(f"no stats key {key!r}")
+        return entry
+
+    def stats_iter(self, prefix: str = "") -> Iterator[tuple[str, CmapEntry]]:
+        figures = self._host.stats_map()
+        return iter(sorted((k, e) for k, e in figures.items() if k.startswith(prefix)))
 
     def cmap_track_add(
         self, key_or_prefix: str, flags: int, callback: TrackCallback

@@ -59,12 +59,14 @@ from pycorosync.exec.worker_proto import (
     Ready,
     Record,
     Shutdown,
+    Stats,
     SyncDone,
     SyncStep,
     SyncStepKind,
     Unloaded,
     WorkerProtoError,
 )
+from pycorosync.lib.cmap_types import CmapEntry, ValueType
 from pycorosync.lib.errors import CsError, CsErrorCode
 from pycorosync.plugins.engine import ClientConnection, FlowControl, ServiceEngine
 
@@ -133,6 +135,9 @@ class WorkerHost:
         """Set once every engine was unloaded."""
         self.app_blocked = False
         """The worker → Totem APP lane refused a record; cleared when it has room again."""
+        self._totem_stats: dict[str, CmapEntry] = {}
+        self.local_stats: Callable[[], dict[str, CmapEntry]] = dict
+        """This worker's own figures for the stats map (the IPC server's), set by the worker."""
 
     # -- engines -----------------------------------------------------------------------------
 
@@ -169,6 +174,8 @@ class WorkerHost:
                 self._cmap_result(record)
             case Quorum(quorate):
                 self.quorate = quorate
+            case Stats(figures):
+                self._totem_stats = {key: CmapEntry(ValueType.UINT64, n) for key, n in figures}
             case Init():
                 self._init(record)
             case Shutdown():
@@ -269,6 +276,10 @@ class WorkerHost:
         if self.replica is None:
             raise WorkerProtoError("a cmap record before Init")
         return self.replica
+
+    def stats_map(self) -> dict[str, CmapEntry]:
+        """The stats map: the Totem process's last report and this worker's figures."""
+        return self._totem_stats | self.local_stats()
 
     def cmap_request_id(self, done: Callable[[CsErrorCode], None]) -> int:
         """Register a pending cmap write; its result calls ``done``."""

@@ -41,6 +41,7 @@ __all__ = [
     "Record",
     "Shutdown",
     "StampOrder",
+    "Stats",
     "SyncDone",
     "SyncStep",
     "SyncStepKind",
@@ -65,6 +66,7 @@ class Tag(IntEnum):
     CMAP_RESULT = 6
     QUORUM = 7
     SHUTDOWN = 8
+    STATS = 9
     MCAST = 20
     CMAP_WRITE = 21
     SYNC_DONE = 22
@@ -144,6 +146,13 @@ class Quorum:
 
 
 @dataclass(frozen=True, slots=True)
+class Stats:
+    """The Totem process's figures for the stats map, sent every second: ``(key, count)``."""
+
+    figures: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Unload every engine (reverse priority) and answer :class:`Unloaded`."""
 
@@ -194,6 +203,7 @@ Record = (
     | CmapChanges
     | CmapResult
     | Quorum
+    | Stats
     | Shutdown
     | McastRequest
     | CmapWriteRequest
@@ -235,6 +245,8 @@ def _fields(record: Record) -> list[Any]:
             return [Tag.CMAP_WRITE, write]
         case Quorum(quorate):
             return [Tag.QUORUM, quorate]
+        case Stats(figures):
+            return [Tag.STATS, figures]
         case Ready(services):
             return [Tag.READY, services]
         case Shutdown():
@@ -364,6 +376,17 @@ def _cmap_changes(changes: object) -> CmapChanges:
     return CmapChanges(tuple(_bytes(change, "cmap change") for change in changes))
 
 
+def _stats(figures: object) -> Stats:
+    if not isinstance(figures, list):
+        raise WorkerProtoError("stats are a list of [key, count]")
+    out = []
+    for item in figures:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            raise WorkerProtoError(f"a stats figure is [key, count], not {item!r}")
+        out.append((item[0], _check_int(item[1], item[0], 0, (1 << 64) - 1)))
+    return Stats(tuple(out))
+
+
 def _ready(services: object) -> Ready:
     if not isinstance(services, list):
         raise WorkerProtoError("ready lists the hosted service ids")
@@ -380,6 +403,7 @@ _BUILDERS: dict[Tag, Any] = {
         _check_int(request, "request", 0, (1 << 64) - 1), _enum(CsErrorCode, error, "error code")
     ),
     Tag.QUORUM: lambda quorate: Quorum(_bool(quorate, "quorate")),
+    Tag.STATS: _stats,
     Tag.SHUTDOWN: Shutdown,
     Tag.MCAST: _mcast,
     Tag.CMAP_WRITE: lambda write: CmapWriteRequest(_bytes(write, "write")),

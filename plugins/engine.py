@@ -204,6 +204,16 @@ class ExecutiveApi(Protocol):
         the iterator's position after it started is seen or skipped; nothing is copied."""
         ...
 
+    def stats_get_entry(self, key: str) -> CmapEntry:
+        """A key of Corosync's stats map (``CMAP_MAP_STATS``: ``stats.srp.*``, ``stats.pg.*``,
+        ``stats.net.*``, ``stats.ipcs.*``, ...) as of the Totem process's last report, at most
+        a second old; ``NotExistError`` if it is absent."""
+        ...
+
+    def stats_iter(self, prefix: str = "") -> Iterator[tuple[str, CmapEntry]]:
+        """The stats map's keys starting with ``prefix``, byte-wise sorted; a snapshot."""
+        ...
+
     def cmap_track_add(
         self, key_or_prefix: str, flags: int, callback: TrackCallback
     ) -> CmapTrackHandle:

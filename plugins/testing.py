@@ -45,7 +45,7 @@ from pycorosync.exec.icmap import CmapStore, install_default_ro_keys
 from pycorosync.exec.icmap_tracking import TrackCallback
 from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
 from pycorosync.lib.cmap_types import CmapEntry, CmapValue, ValueType
-from pycorosync.lib.errors import CsErrorCode
+from pycorosync.lib.errors import CsErrorCode, NotExistError
 from pycorosync.plugins.engine import (
     ClientConnection,
     CmapTrackHandle,
@@ -100,6 +100,8 @@ class FakeExecutive:
         self.replies: list[Reply] = []
         self.notifications: list[Notification] = []
         self.store = CmapStore()
+        self.stats: dict[str, CmapEntry] = {}
+        """The stats map this executive shows (tests fill it)."""
         """The node's cmap; seed it directly (the executive's own writes bypass read-only)."""
         install_default_ro_keys(self.store)
         self.pending_cmap_writes: list[tuple[CmapWrite, CmapWriteDone]] = []
@@ -165,6 +167,15 @@ class FakeExecutive:
 
     def cmap_iter(self, prefix: str = "") -> Iterator[tuple[str, CmapEntry]]:
         return self.store.iter_prefix(prefix)
+
+    def stats_get_entry(self, key: str) -> CmapEntry:
+        try:
+            return self.stats[key]
+        except KeyError:
+            raise NotExistError(f"no stats key {key!r}") from None
+
+    def stats_iter(self, prefix: str = "") -> Iterator[tuple[str, CmapEntry]]:
+        return iter(sorted((k, e) for k, e in self.stats.items() if k.startswith(prefix)))
 
     def cmap_track_add(
         self, key_or_prefix: str, flags: int, callback: TrackCallback

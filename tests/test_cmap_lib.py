@@ -20,6 +20,7 @@ from pycorosync.lib.errors import (
     NameTooLongError,
     NoSectionsError,
     NotExistError,
+    NotSupportedError,
     TryAgainError,
 )
 from tests._cmap_bench import CmapBench
@@ -270,7 +271,29 @@ def test_set_current_map(bench: CmapBench) -> None:
     with pytest.raises(BusyError):
         handle.set_current_map(0)
     with pytest.raises(NotExistError):
-        initialize(bench.connect(), cmap_map=1)
+        initialize(bench.connect(), cmap_map=7)
+
+
+def test_the_stats_map_reads_the_executives_figures_and_refuses_writes(
+    bench: CmapBench,
+) -> None:
+    bench.executive.stats = {
+        "stats.srp.mcast_tx": CmapEntry(ValueType.UINT64, 12),
+        "stats.srp.orf_token_rx": CmapEntry(ValueType.UINT64, 99),
+        "stats.net.rx": CmapEntry(ValueType.UINT64, 3),
+    }
+    stats = initialize(bench.connect(), cmap_map=1)
+    assert stats.get_uint64("stats.srp.mcast_tx") == 12
+    assert [key for key, _, _ in stats.iter_keys("stats.srp.")] == [
+        "stats.srp.mcast_tx",
+        "stats.srp.orf_token_rx",
+    ]
+    with pytest.raises(NotExistError):
+        stats.get("totem.cluster_name")  # a default-map key is not in the stats map
+    with pytest.raises(AccessError):
+        stats.set_uint64("stats.srp.mcast_tx", 0)
+    with pytest.raises(NotSupportedError):
+        stats.track_add("stats.", TrackFlags.MODIFY | TrackFlags.PREFIX, lambda *_: None)
 
 
 def test_without_a_transport_it_connects_to_the_daemon(tmp_path: Path) -> None:

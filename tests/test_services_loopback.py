@@ -102,6 +102,19 @@ def test_cmapctl_shows_the_same_three_joined_members_on_every_node(
             "runtime.members.1.join_count (u32) = 1",
             "runtime.members.1.status (str) = joined",
         ]
+
+    # The stats map: the Totem process's counters (reported every second) and the worker's.
+    def counted(text: str) -> int:
+        return int(text.rsplit("= ", 1)[1]) if " = " in text else 0
+
+    node = cluster.node(1)
+    wait_until(
+        lambda: counted(cmapctl(node, "-m", "stats", "-g", "stats.srp.orf_token_rx").stdout) > 0,
+        "token counts in the stats map",
+    )
+    listing = cmapctl(node, "-m", "stats", "stats.").stdout
+    assert "stats.ipcs.global.active (u64) = 1\n" in listing  # this very cmapctl
+    assert "stats.pg.msg_queue_avail (u64) = " in listing
     # A write through one node's worker is applied by its Totem process and read back.
     assert cmapctl(cluster.node(2), "-s", "test.key", "u32", "7").returncode == 0
     assert cmapctl(cluster.node(2), "-g", "test.key").stdout == "test.key (u32) = 7\n"

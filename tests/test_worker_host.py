@@ -24,13 +24,14 @@ from pycorosync.exec.worker_proto import (
     Ready,
     Record,
     Shutdown,
+    Stats,
     SyncDone,
     SyncStep,
     SyncStepKind,
     Unloaded,
     WorkerProtoError,
 )
-from pycorosync.lib.cmap_types import ValueType
+from pycorosync.lib.cmap_types import CmapEntry, ValueType
 from pycorosync.lib.errors import CsErrorCode, NotExistError
 from pycorosync.plugins.engine import (
     ClientConnection,
@@ -339,3 +340,19 @@ def test_shutdown_unloads_in_reverse_order_retrying_a_busy_engine(rig: Rig) -> N
     assert rig.host.stopped
     assert rig.sent[-1] == (Unloaded(), Lane.SYNC)
     assert rig.host.client_connected(40, CONN) is CsErrorCode.CS_ERR_LIBRARY
+
+
+def test_the_stats_map_is_the_totem_report_and_the_workers_own_figures(rig: Rig) -> None:
+    rig.host.apply(Stats((("stats.srp.mcast_tx", 5), ("stats.net.rx", 9))))
+    rig.host.local_stats = lambda: {"stats.ipcs.global.active": CmapEntry(ValueType.UINT64, 2)}
+    api = rig.host.engine(40).api  # type: ignore[attr-defined]
+    assert [key for key, _ in api.stats_iter("stats.")] == [
+        "stats.ipcs.global.active",
+        "stats.net.rx",
+        "stats.srp.mcast_tx",
+    ]
+    assert api.stats_get_entry("stats.srp.mcast_tx") == CmapEntry(ValueType.UINT64, 5)
+    rig.host.apply(Stats((("stats.srp.mcast_tx", 6),)))  # a report replaces the last one
+    assert api.stats_get_entry("stats.srp.mcast_tx").value == 6
+    with pytest.raises(NotExistError):
+        api.stats_get_entry("stats.net.rx")

@@ -26,6 +26,7 @@ RECORDS: list[wp.Record] = [
     wp.CmapChanges((b"a", b"b")),
     wp.CmapResult(12, CsErrorCode.CS_ERR_ACCESS),
     wp.Quorum(False),
+    wp.Stats((("stats.srp.mcast_tx", 12), ("stats.net.rx", 0))),
     wp.Shutdown(),
     wp.McastRequest(2, 1, Guarantee.AGREED, True, b"m"),
     wp.CmapWriteRequest(b"write"),
@@ -57,6 +58,8 @@ def test_every_record_round_trips_with_its_stamp(record: wp.Record) -> None:
         ([wp.Tag.MCAST, 1, 2, 3, 1, 1, b""], "sync is not a boolean"),
         ([wp.Tag.CMAP_RESULT, 1, 4, 999], "bad error code 999"),
         ([wp.Tag.READY, 1, "0"], "hosted service ids"),
+        ([wp.Tag.STATS, 1, [["stats.srp.x", -1]]], "stats.srp.x -1"),
+        ([wp.Tag.STATS, 1, [[1, 2]]], "a stats figure is"),
     ],
 )
 def test_garbage_is_refused_with_a_reason(fields: list[object], message: str) -> None:

@@ -63,8 +63,14 @@ class TotemCore(Protocol):
         ``sync`` selects the sync queue, which is served ahead of the application queue.
         """
 
+    def room(self, *, sync: bool = False) -> int:
+        """How many more messages ``mcast`` accepts on that queue right now."""
+
     def leave(self, now: float) -> None:
         """Shut down gracefully: send a LEAVE so the others reconfigure at once."""
+
+    def counters(self) -> dict[str, int]:
+        """The protocol's counters by Corosync's ``stats.srp.*`` names."""
 
     def take_output(self) -> tuple[list[Send], list[TotemEvent]]:
         """Drain the datagrams and events produced since the last call."""

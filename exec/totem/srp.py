@@ -376,6 +376,9 @@ class Srp:
         """How many more messages ``mcast`` accepts on that queue right now."""
         return self._cfg.max_queue - len(self._sync_q if sync else self._app_q)
 
+    def counters(self) -> dict[str, int]:
+        return self.stats.as_dict()
+
     def release_app(self) -> None:
         """Sync finished: serve the application queue again (``hold_app_until_sync``)."""
         self._app_held = False

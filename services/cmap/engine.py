@@ -16,9 +16,13 @@ a connection's state and removes its trackers.
 
 Every failure is answered with its ``cs_error_t`` and an empty body: a malformed body is
 ``CS_ERR_MESSAGE_ERROR`` (:class:`~pycorosync.lib.cmap_wire.CmapWireError`), the rest are the
-replica's or owner's own codes. Only the default map exists: SET_CURRENT_MAP to it succeeds
-(``CS_ERR_BUSY`` with iterators or trackers open, as Corosync answers), any other map is
-``CS_ERR_NOT_EXIST``.
+replica's or owner's own codes. Two maps exist, as in Corosync: the default one and the stats
+map (``CMAP_MAP_STATS``), which GET and the ITER_* calls read from the executive's stats
+snapshot (the Totem process's figures, at most a second old, and the worker's IPC figures).
+SET_CURRENT_MAP switches a connection's map (``CS_ERR_BUSY`` with iterators or trackers open,
+as Corosync answers; an unknown map is ``CS_ERR_NOT_EXIST``). The stats map is read-only here
+(``CS_ERR_ACCESS``; Corosync's ``stats.clear.*`` keys are not built) and cannot be tracked
+(``CS_ERR_NOT_SUPPORTED``).
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from pycorosync.lib import cmap_wire as wire
 from pycorosync.lib.cmap_types import CmapEntry, TrackEvent, check_track_flags, check_value_type
 from pycorosync.lib.cmap_wire import CmapResponseId as Res
 from pycorosync.lib.errors import (
+    AccessError,
     BadHandleError,
     BusyError,
     CsError,
     CsErrorCode,
     NoSectionsError,
     NotExistError,
+    NotSupportedError,
 )
 from pycorosync.plugins.engine import (
     ClientConnection,
@@ -59,6 +65,8 @@ __all__ = ["CmapEngine"]
 
 @dataclass(slots=True)
 class _Connection:
+    cmap_map: int = wire.CMAP_MAP_DEFAULT
+    """The map this connection reads: the default one or the stats map."""
     iterators: dict[int, Iterator[tuple[str, CmapEntry]]] = field(default_factory=dict)
     trackers: dict[CmapTrackHandle, int] = field(default_factory=dict)
     """Executive tracker handle -> the client's cookie."""
@@ -131,14 +139,21 @@ class CmapEngine:
     # Reads --------------------------------------------------------------------------------
 
     def _lib_get(self, conn: ClientConnection, payload: bytes) -> None:
-        self._answer(conn, Res.GET, lambda: wire.encode_entry(self._get(payload)))
+        self._answer(conn, Res.GET, lambda: wire.encode_entry(self._get(conn, payload)))
 
-    def _get(self, payload: bytes) -> CmapEntry:
-        return self.api.cmap_get_entry(wire.decode_key(payload))
+    def _get(self, conn: ClientConnection, payload: bytes) -> CmapEntry:
+        key = wire.decode_key(payload)
+        if self._state(conn).cmap_map == wire.CMAP_MAP_STATS:
+            return self.api.stats_get_entry(key)
+        return self.api.cmap_get_entry(key)
 
     def _lib_iter_init(self, conn: ClientConnection, payload: bytes) -> None:
         def start() -> bytes:
-            scan = self.api.cmap_iter(wire.decode_key(payload))
+            prefix = wire.decode_key(payload)
+            if self._state(conn).cmap_map == wire.CMAP_MAP_STATS:
+                scan = self.api.stats_iter(prefix)
+            else:
+                scan = self.api.cmap_iter(prefix)
             handle = next(self._iter_handles)
             self._state(conn).iterators[handle] = scan
             return wire.encode_handle(handle)
@@ -174,6 +189,8 @@ class CmapEngine:
 
     def _lib_track_add(self, conn: ClientConnection, payload: bytes) -> None:
         def add() -> bytes:
+            if self._state(conn).cmap_map == wire.CMAP_MAP_STATS:
+                raise NotSupportedError("tracking the stats map is not built")
             request = wire.decode_track_add(payload)
             flags = check_track_flags(request.track_type)
             notify = self._notifier(conn, request.cookie)
@@ -211,8 +228,9 @@ class CmapEngine:
             state = self._state(conn)
             if state.iterators or state.trackers:
                 raise BusyError("close the iterators and trackers before switching maps")
-            if cmap_map != wire.CMAP_MAP_DEFAULT:
+            if cmap_map not in (wire.CMAP_MAP_DEFAULT, wire.CMAP_MAP_STATS):
                 raise NotExistError(f"map {cmap_map} does not exist on this node")
+            state.cmap_map = cmap_map
             return b""
 
         self._answer(conn, Res.SET_CURRENT_MAP, switch)
@@ -234,6 +252,8 @@ class CmapEngine:
 
     def _write(self, conn: ClientConnection, response: Res, build: Callable[[], CmapWrite]) -> None:
         try:
+            if self._state(conn).cmap_map == wire.CMAP_MAP_STATS:
+                raise AccessError("the stats map is read-only here (stats.clear.* is not built)")
             write = build()
         except CsError as error:
             self.api.reply(conn, response, b"", error.code)

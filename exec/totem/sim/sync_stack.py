@@ -179,6 +179,12 @@ class SyncStack:
         self._pump()
         return accepted
 
+    def room(self, *, sync: bool = False) -> int:
+        return self._srp.room(sync=sync)
+
+    def counters(self) -> dict[str, int]:
+        return self._srp.counters()
+
     def leave(self, now: float) -> None:
         self._now = now
         self._srp.leave(now)
