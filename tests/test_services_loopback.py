@@ -257,3 +257,23 @@ try:
 except CsError as error:
     print(error.code.name)
 """
+
+
+def test_sigterm_unloads_the_engines_before_the_node_leaves(make_cluster: MakeCluster) -> None:
+    cluster = synced(make_cluster(45))
+    node = cluster.node(2)
+    (worker,) = worker_pids(node)
+    node.signal(signal.SIGTERM)
+    assert node.wait_exit() == 0
+    text = node.since_mark()
+    order = [
+        "Unloading all Corosync service engines.",
+        "Service engine unloaded: cmap",
+        "Corosync Cluster Engine exiting normally",
+    ]
+    positions = [text.find(line) for line in order]
+    assert -1 not in positions, text[-2000:]
+    assert positions == sorted(positions)
+    wait_until(lambda: not Path(f"/proc/{worker}").exists(), "the worker to exit")
+    others = [cluster.node(1), cluster.node(3)]
+    cluster.wait_formed(others)
