@@ -42,6 +42,7 @@ from pycorosync.exec.logsys import LogSys, subsys_logger
 from pycorosync.exec.nodelist import NodeEntry
 from pycorosync.exec.pidlock import AlreadyRunningError, PidLock
 from pycorosync.exec.rundirs import RunDirs
+from pycorosync.exec.scheduling import apply_scheduling
 from pycorosync.exec.totem.pg_wire import MAX_FRAME_SIZE
 from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.totem.srp_config import SrpConfig
@@ -174,6 +175,7 @@ def _run(options: Options) -> int:
             log.warning("%s", warning)
         for engine in registry.load_order():
             serv_log.info("Service engine found: %s [%d]", engine.name, engine.service_id)
+        apply_scheduling(config.parsed)
         return _serve(config, registry, dirs, protection)
 
 

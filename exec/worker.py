@@ -36,6 +36,7 @@ import uvloop
 
 from pycorosync.exec.ipc_server import IpcServer
 from pycorosync.exec.logsys import LogSys, subsys_logger
+from pycorosync.exec.scheduling import reset_scheduling
 from pycorosync.exec.shmring import (
     Channel,
     ChannelFds,
@@ -241,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    reset_scheduling()  # workers never run real-time, whatever the Totem process runs at
     spec = WorkerSpec.from_json(args[0])
     # A Ctrl-C, timeout(1) or systemd's stop signals the whole process group (or cgroup);
     # the Totem process unloads the engines in order, and its pipe closing ends us anyway.

@@ -118,6 +118,9 @@ class Cluster:
     extra_totem: str = ""
     crypto: bool = True
     transport: str = "udpu"
+    sched_rr: bool = False
+    """Real-time scheduling is Corosync's default; tests leave it off unless they test it, so
+    that a busy daemon never starves the test runner on a small CI machine."""
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def node(self, nodeid: int) -> Node:
@@ -142,7 +145,8 @@ class Cluster:
             f"totem {{\n    version: 2\n    cluster_name: loop\n    transport: {self.transport}\n"
             f"    token: {TOKEN_MS}\n    token_coefficient: 0\n{crypto}{self.extra_totem}}}\n"
             "logging {\n    to_stderr: yes\n    to_syslog: no\n    timestamp: off\n}\n"
-            f"system {{\n    run_dir: {node.base}/r{node.nodeid}\n"
+            f"system {{\n    sched_rr: {'yes' if self.sched_rr else 'no'}\n"
+            f"    run_dir: {node.base}/r{node.nodeid}\n"
             f"    state_dir: {node.base}/s{node.nodeid}\n}}\n"
             f"nodelist {{\n{entries}}}\n"
         )

@@ -63,6 +63,7 @@ logging {{
     timestamp: off
 {extra_logging}}}
 system {{
+    sched_rr: no
     run_dir: {tmp / "run"}
     state_dir: {tmp / "state"}
 }}

@@ -277,3 +277,21 @@ def test_sigterm_unloads_the_engines_before_the_node_leaves(make_cluster: MakeCl
     wait_until(lambda: not Path(f"/proc/{worker}").exists(), "the worker to exit")
     others = [cluster.node(1), cluster.node(3)]
     cluster.wait_formed(others)
+
+
+def test_the_totem_process_runs_real_time_and_its_worker_does_not(
+    make_cluster: MakeCluster,
+) -> None:
+    if os.getuid() != 0:
+        pytest.skip("SCHED_RR needs root (or CAP_SYS_NICE)")
+    cluster = make_cluster(46, 1)
+    cluster.sched_rr = True
+    synced(cluster)
+    node = cluster.node(1)
+    assert node.proc is not None
+    assert os.sched_getscheduler(node.proc.pid) == os.SCHED_RR
+    assert os.sched_getparam(node.proc.pid).sched_priority == os.sched_get_priority_max(
+        os.SCHED_RR
+    )
+    (worker,) = worker_pids(node)
+    assert os.sched_getscheduler(worker) == os.SCHED_OTHER
