@@ -290,8 +290,6 @@ def test_the_totem_process_runs_real_time_and_its_worker_does_not(
     node = cluster.node(1)
     assert node.proc is not None
     assert os.sched_getscheduler(node.proc.pid) == os.SCHED_RR
-    assert os.sched_getparam(node.proc.pid).sched_priority == os.sched_get_priority_max(
-        os.SCHED_RR
-    )
+    assert os.sched_getparam(node.proc.pid).sched_priority == os.sched_get_priority_max(os.SCHED_RR)
     (worker,) = worker_pids(node)
     assert os.sched_getscheduler(worker) == os.SCHED_OTHER
