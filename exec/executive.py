@@ -48,7 +48,7 @@ from pycorosync.exec.sync import (
     SyncOutput,
     SyncProcess,
 )
-from pycorosync.exec.totem.events import ConfigChange, Delivery, RingId
+from pycorosync.exec.totem.events import ConfigChange, Delivery, Guarantee, RingId
 from pycorosync.exec.totem.pg import FrameOutlet, TotemPg
 from pycorosync.exec.totem.pg import Lane as PgLane
 from pycorosync.exec.totem.pg_wire import PgWireError, decode_service, encode_service
@@ -143,11 +143,11 @@ class Executive:
     def _new_pg(self) -> TotemPg:
         queue = self.core.room()  # an empty queue: its size
 
-        def app(frame: bytes, guarantee: object) -> bool:
-            return self.core.mcast(frame, guarantee, sync=False)  # type: ignore[arg-type]
+        def app(frame: bytes, guarantee: Guarantee) -> bool:
+            return self.core.mcast(frame, guarantee, sync=False)
 
-        def sync(frame: bytes, guarantee: object) -> bool:
-            return self.core.mcast(frame, guarantee, sync=True)  # type: ignore[arg-type]
+        def sync(frame: bytes, guarantee: Guarantee) -> bool:
+            return self.core.mcast(frame, guarantee, sync=True)
 
         pg = TotemPg(
             max_frame=self._max_frame,
@@ -188,7 +188,7 @@ class Executive:
                 self.sync.deliver(message.sender, message.payload)
                 self._run_sync()
 
-    def _to_engine(self, sender: int, payload: bytes, guarantee: object) -> None:
+    def _to_engine(self, sender: int, payload: bytes, guarantee: Guarantee) -> None:
         try:
             message = decode_service(payload)
         except PgWireError as error:
@@ -198,7 +198,7 @@ class Executive:
         if link is None:
             log.debug("Discarded a message for service %d, not loaded here", message.service)
             return
-        record = Deliver(message.service, message.function, sender, guarantee, message.body)  # type: ignore[arg-type]
+        record = Deliver(message.service, message.function, sender, guarantee, message.body)
         link.send(record, Lane.APP)
 
     def on_config_change(self, change: ConfigChange) -> None:
