@@ -89,10 +89,15 @@ def test_sigterm_leaves_and_others_reconfigure_before_the_token_timeout(
     took = time.monotonic() - start
     assert leaver.wait_exit() == 0
     assert "Corosync Cluster Engine exiting normally" in leaver.since_mark()
+    # The LEAVE, not a token loss, made them reconfigure (the time is measured in bench/; a
+    # wall-clock bound here would fail on a loaded CI machine, the unload coming first).
     for node in survivors:
-        assert "A processor failed" not in node.since_mark()
+        text = node.since_mark()
+        assert "A processor failed" not in text
+        assert "Token has not been received" not in text
+        assert "Failed to receive the leave message" not in text
+        assert "Members left: 2" in text
     print(f"leave took {took:.3f} s")
-    assert took < TOKEN_MS / 1000
 
 
 def test_garbage_flood_neither_crashes_nor_disturbs_the_ring(make_cluster: MakeCluster) -> None:
