@@ -9,6 +9,7 @@ that would have to block with nothing queued fails the test instead of hanging i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -126,12 +127,23 @@ class EngineTransport:
 
     def request(self, message_id: int, payload: bytes) -> bytes:
         self._check_open()
-        return self.nodes.request(self.node, self.conn, message_id, payload)
+        try:
+            return self.nodes.request(self.node, self.conn, message_id, payload)
+        finally:
+            self._signal()
 
     def send(self, message_id: int, payload: bytes) -> None:
         self._check_open()
         self.sent.append(payload)
         self.nodes.send(self.node, self.conn, message_id, payload)
+        self._signal()
+
+    def _signal(self) -> None:
+        """Make ``fd_get`` readable while notifications wait, as the IPC client's is."""
+        notes = self.nodes.cluster.executives[self.node].notifications
+        mine = [n for n in notes if n.conn == self.conn]
+        if len(mine) > self.nodes._seen[self.conn]:
+            os.eventfd_write(self._fd, 1)
 
     def fd_get(self) -> int:
         self._check_open()
@@ -146,6 +158,8 @@ class EngineTransport:
         if flags in (DispatchFlag.ONE, DispatchFlag.ONE_NONBLOCKING):
             queue, rest = queue[:1], queue[1:]
             self.nodes._seen[self.conn] -= len(rest)  # put back what was not taken
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._fd)
         for note in queue:
             callback(note.message_id, note.payload)
 
@@ -197,3 +211,26 @@ def lib_handle(
         transport=transport,
     )
     return handle, recorder, transport
+
+
+class AsyncEngineTransport:
+    """The asyncio face of :class:`EngineTransport`."""
+
+    def __init__(self, inner: EngineTransport) -> None:
+        self.inner = inner
+        self.pending: list[tuple[int, bytes]] = []
+
+    async def request(self, message_id: int, payload: bytes) -> bytes:
+        return self.inner.request(message_id, payload)
+
+    def send(self, message_id: int, payload: bytes) -> None:
+        self.inner.send(message_id, payload)
+
+    async def __anext__(self) -> tuple[int, bytes]:
+        if not self.pending:
+            self.inner.dispatch(DispatchFlag.ALL, lambda m, p: self.pending.append((m, p)))
+        assert self.pending, "nothing to read: the test would hang"
+        return self.pending.pop(0)
+
+    async def aclose(self) -> None:
+        self.inner.finalize()

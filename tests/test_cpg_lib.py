@@ -36,7 +36,7 @@ from pycorosync.lib.errors import (
     TooBigError,
     TryAgainError,
 )
-from tests._cpg_bench import CpgNodes, EngineTransport, Recorder, lib_handle
+from tests._cpg_bench import AsyncEngineTransport, CpgNodes, EngineTransport, Recorder, lib_handle
 
 PID = os.getpid()
 
@@ -220,29 +220,6 @@ def test_initialize_is_model_v1_without_totem_callbacks(nodes: CpgNodes) -> None
     nodes.cluster.change_membership([1, 2])
     handle.dispatch()
     assert [e[0] for e in seen.events] == ["confchg"]
-
-
-class AsyncEngineTransport:
-    """The asyncio face of :class:`EngineTransport`."""
-
-    def __init__(self, inner: EngineTransport) -> None:
-        self.inner = inner
-        self.pending: list[tuple[int, bytes]] = []
-
-    async def request(self, message_id: int, payload: bytes) -> bytes:
-        return self.inner.request(message_id, payload)
-
-    def send(self, message_id: int, payload: bytes) -> None:
-        self.inner.send(message_id, payload)
-
-    async def __anext__(self) -> tuple[int, bytes]:
-        if not self.pending:
-            self.inner.dispatch(DispatchFlag.ALL, lambda m, p: self.pending.append((m, p)))
-        assert self.pending, "nothing to read: the test would hang"
-        return self.pending.pop(0)
-
-    async def aclose(self) -> None:
-        self.inner.finalize()
 
 
 def test_the_asyncio_api_yields_events_in_order(nodes: CpgNodes) -> None:
