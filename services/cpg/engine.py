@@ -85,7 +85,7 @@ from pycorosync.plugins.engine import (
     SendStatus,
     TimerHandle,
 )
-from pycorosync.services.cpg.groups import Process, ProcessTable
+from pycorosync.services.cpg.groups import ProcessTable
 from pycorosync.services.cpg.merge import GroupChange, JoinEntry, merge
 from pycorosync.services.cpg.outbox import Outbox
 
