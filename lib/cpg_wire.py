@@ -52,6 +52,7 @@ __all__ = [
     "FlowControlState",
     "IterationDescription",
     "IterationType",
+    "JoinList",
     "TotemConfChgBody",
     "check_group",
 ]
@@ -355,17 +356,35 @@ def decode_exec_mcast(data: bytes) -> tuple[bytes, int, bytes]:
     return check_group(group), _u32(pid), _bytes(message, "message")
 
 
-def encode_joinlist(ring_seq: int, entries: Sequence[tuple[bytes, int]]) -> bytes:
-    """JOINLIST: the ring it belongs to and this node's ``[group, pid]`` entries."""
-    return pack([ring_seq, [[group, pid] for group, pid in entries]])
+@dataclass(frozen=True, slots=True)
+class JoinList:
+    """A node's JOINLIST: the ring it belongs to, the node's processes, and the ones of them
+    whose PROCLEAVE it has sent but not yet seen delivered (with the leave's reason)."""
+
+    ring_seq: int
+    entries: tuple[tuple[bytes, int], ...]
+    leaving: tuple[tuple[bytes, int, CpgReason], ...] = ()
 
 
-def decode_joinlist(data: bytes) -> tuple[int, list[tuple[bytes, int]]]:
-    ring_seq, entries = unpack(data, 2, "joinlist")
+def encode_joinlist(body: JoinList) -> bytes:
+    entries = [[group, pid] for group, pid in body.entries]
+    leaving = [[group, pid, int(reason)] for group, pid, reason in body.leaving]
+    return pack([body.ring_seq, entries, leaving])
+
+
+def decode_joinlist(data: bytes) -> JoinList:
+    ring_seq, entries, leaving = unpack(data, 3, "joinlist")
     rows = [_array(row, "joinlist entry") for row in _array(entries, "joinlist")]
     if any(len(row) != 2 for row in rows):
         raise CpgWireError("a joinlist entry must be [group, pid]")
-    return _int(ring_seq, "ring seq", _U64), [(check_group(g), _u32(p)) for g, p in rows]
+    leaves = [_array(row, "leaving entry") for row in _array(leaving, "leaving")]
+    if any(len(row) != 3 for row in leaves):
+        raise CpgWireError("a leaving entry must be [group, pid, reason]")
+    return JoinList(
+        _int(ring_seq, "ring seq", _U64),
+        tuple((check_group(g), _u32(p)) for g, p in rows),
+        tuple((check_group(g), _u32(p), _enum(CpgReason, r, "reason")) for g, p, r in leaves),
+    )
 
 
 def encode_downlist(ring_seq: int, left_nodes: Sequence[int]) -> bytes:

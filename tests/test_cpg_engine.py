@@ -227,7 +227,7 @@ def test_a_remote_process_no_joinlist_names_is_removed_as_procdown(nodes: CpgNod
 
 
 def test_joinlists_of_another_ring_are_ignored(nodes: CpgNodes) -> None:
-    stale = wire.encode_joinlist(999, [(G, 42)])
+    stale = wire.encode_joinlist(wire.JoinList(999, ((G, 42),)))
     engine = nodes.engine(1)
     engine.exec_handlers[CpgExecId.JOINLIST].handler(engine, stale, 2)
     nodes.cluster.change_membership([1, 2, 3])

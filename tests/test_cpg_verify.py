@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pycorosync.exec.totem.events import ConfigKind, RingId
+from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
 from pycorosync.lib import cpg_wire as wire
 from pycorosync.lib.cpg_wire import ConfChgBody, CpgRequestId, DeliverBody, TotemConfChgBody
-from pycorosync.plugins.engine import ClientConnection
+from pycorosync.plugins.engine import ClientConnection, SendStatus
 from pycorosync.plugins.testing import FakeExecutive, Multicast
 from pycorosync.services.cpg import CpgEngine
+from pycorosync.services.cpg.engine import JoinState
 from tests._cpg_bench import decode_event
 
 G = b"cpg_bm"
@@ -51,11 +52,36 @@ class Client:
     seen: int = 0
 
 
+class LaneExecutive(FakeExecutive):
+    """Queues each multicast on its node's SYNC or APP lane, as the worker does."""
+
+    def __init__(self, nodeid: int, world: World) -> None:
+        super().__init__(nodeid)
+        self.world = world
+
+    def mcast(
+        self, function_id: int, payload: bytes, guarantee: Guarantee = Guarantee.AGREED
+    ) -> SendStatus:
+        message = Multicast(
+            sender=self.nodeid, function_id=function_id, payload=payload, guarantee=guarantee
+        )
+        lane = "sync" if self.nodeid in self.world.in_sync else "app"
+        self.world.queues[self.nodeid, lane].append(message)
+        return SendStatus.QUEUED
+
+
 class World:
+    """Totem for the engines: per-node SYNC and APP queues (the SYNC one sent first), a
+    partition's agreed order made of what its nodes sent, and ring changes that deliver what
+    was sent in the old configuration and carry what was not into the next one. The APP queue
+    is held while a round runs; a SYNC message carried over arrives during the next round."""
+
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+        self.in_sync: set[int] = set()
+        self.queues: dict[tuple[int, str], list[Multicast]] = defaultdict(list)
         self.engines = {n: CpgEngine() for n in NODES}
-        self.executives = {n: FakeExecutive(n) for n in NODES}
+        self.executives = {n: LaneExecutive(n, self) for n in NODES}
         for n in NODES:
             self.engines[n].exec_init(self.executives[n])
         self.partition_of: dict[int, tuple[int, ...]] = {}
@@ -63,8 +89,11 @@ class World:
         self.previous_ring_of: dict[int, int] = {}
         self.ring_nodes: dict[tuple[int, int], list[int]] = defaultdict(list)
         """(ring, previous ring) -> the nodes that came into ``ring`` from ``previous``."""
-        self.outboxes: dict[tuple[int, ...], list[Multicast]] = {}
+        self.ordered: dict[tuple[int, ...], list[Multicast]] = {}
+        """Per partition: sent on its ring, to be delivered in this configuration."""
         self.ring_seq = 0
+        self.restarts: list[int] = []
+        """Nodes whose killed client restarts once no round runs (JOIN waits for sync)."""
         self.clients: list[Client] = []
         self.pids = iter(range(1000, 100000))
         self.form([NODES])
@@ -72,18 +101,15 @@ class World:
     # -- Totem's part ----------------------------------------------------------------------
 
     def form(self, partitions: list[tuple[int, ...]]) -> None:
-        for part in list(self.outboxes):
+        for part in list(self.ordered):
             self.deliver(part, everything=True)
-        self.collect()
         old = dict(self.partition_of)
-        self.outboxes = {}
+        self.ordered = {}
         for part in partitions:
             self.ring_seq += 1
             ring = RingId(seq=self.ring_seq, rep=part[0])
-            outbox: list[Multicast] = []
-            self.outboxes[part] = outbox
+            self.ordered[part] = []
             for n in part:
-                self.executives[n].outbox = outbox
                 self.previous_ring_of[n] = self.ring_of.get(n, 0)
                 self.ring_nodes[ring.seq, self.previous_ring_of[n]].append(n)
                 self.partition_of[n], self.ring_of[n] = part, ring.seq
@@ -93,23 +119,39 @@ class World:
         self.collect()
 
     def sync(self, part: tuple[int, ...], ring: RingId, trans: dict[int, tuple[int, ...]]) -> None:
+        self.in_sync |= set(part)
         for n in part:
             self.engines[n].confchg(ConfigKind.TRANSITIONAL, trans[n], (), (), ring)
             self.engines[n].confchg(ConfigKind.REGULAR, part, (), (), ring)
         for n in part:
             self.engines[n].sync_init(trans[n], part, ring)
+        self.meanwhile(part)
         pending = set(part)
         while pending:
             pending = {n for n in sorted(pending) if not self.engines[n].sync_process()}
+            self.put_on_ring(part, lanes=("sync",), everything=True)
             self.deliver(part, everything=True)
         for n in part:
             self.engines[n].sync_activate()
+        self.in_sync -= set(part)
+
+    def put_on_ring(
+        self, part: tuple[int, ...], lanes: tuple[str, ...], *, everything: bool
+    ) -> None:
+        """Nodes of ``part`` put queued messages on the ring, interleaved at random."""
+        while True:
+            ready = [(n, lane) for n in part for lane in lanes if self.queues[n, lane]]
+            if not ready or (not everything and self.rng.random() < 0.3):
+                return
+            node = self.rng.choice(sorted({n for n, _ in ready}))
+            lane = next(lane for n, lane in ready if n == node)  # SYNC goes first
+            self.ordered[part].append(self.queues[node, lane].pop(0))
 
     def deliver(self, part: tuple[int, ...], *, everything: bool = False) -> None:
-        outbox = self.outboxes[part]
-        count = len(outbox) if everything else self.rng.randint(0, len(outbox))
+        ordered = self.ordered[part]
+        count = len(ordered) if everything else self.rng.randint(0, len(ordered))
         for _ in range(count):
-            message = outbox.pop(0)
+            message = ordered.pop(0)
             for n in part:
                 engine = self.engines[n]
                 engine.exec_handlers[message.function_id].handler(
@@ -117,21 +159,50 @@ class World:
                 )
         self.collect()
 
+    def meanwhile(self, part: tuple[int, ...]) -> None:
+        """Clients do not stop for a sync round: they send (held by the engine) and die."""
+        members = [c for c in self.clients if c.alive and c.node in part]
+        if members and self.rng.random() < 0.5:
+            for _ in range(self.rng.randint(1, 3)):
+                self.send(self.rng.choice(members))
+        if members and self.rng.random() < 0.3:
+            victim = self.rng.choice(members)
+            self.kill(victim)
+            self.restarts.append(victim.node)
+
+    def step_ring(self, part: tuple[int, ...]) -> None:
+        self.put_on_ring(part, lanes=("sync", "app"), everything=False)
+        self.deliver(part)
+
+    def drain(self) -> None:
+        for part in self.ordered:
+            while any(self.queues[n, lane] for n in part for lane in ("sync", "app")):
+                self.put_on_ring(part, lanes=("sync", "app"), everything=True)
+                self.deliver(part, everything=True)
+
     # -- clients -----------------------------------------------------------------------------
 
     def start_client(self, node: int) -> None:
         conn = ClientConnection(conn_id=len(self.clients) + 1, pid=next(self.pids), uid=0, gid=0)
         engine = self.engines[node]
         engine.lib_init(conn)
-        client = Client(node, conn)
-        self.clients.append(client)
-        self.request(client, CpgRequestId.JOIN, wire.encode_join(G, conn.pid, 0))
+        self.clients.append(Client(node, conn))
+        self.retry_joins()
+
+    def retry_joins(self) -> None:
+        """A client whose JOIN was answered TRY_AGAIN tries again, as a client must."""
+        for client in self.clients:
+            engine = self.engines[client.node]
+            if client.alive and engine.join_state(client.conn) is JoinState.UNJOINED:
+                self.request(client, CpgRequestId.JOIN, wire.encode_join(G, client.conn.pid, 0))
 
     def request(self, client: Client, request: int, body: bytes) -> None:
         engine = self.engines[client.node]
         engine.lib_handlers[request].handler(engine, client.conn, body)
 
     def send(self, client: Client) -> None:
+        if self.engines[client.node].join_state(client.conn) is JoinState.UNJOINED:
+            return  # libcpg answers NOT_EXIST without sending
         message = b"%d:%d:%d" % (client.node, client.conn.pid, len(client.sent))
         client.sent.append(message)
         self.request(client, CpgRequestId.MCAST, wire.encode_mcast(2, message))
@@ -182,7 +253,7 @@ def run(seed: int) -> World:
             for _ in range(rng.randint(1, 4)):
                 world.send(rng.choice(alive))
         elif op == "deliver":
-            world.deliver(rng.choice(list(world.outboxes)))
+            world.step_ring(rng.choice(list(world.ordered)))
         elif op == "split":
             world.form(random_partitions(rng))
         elif op == "heal":
@@ -191,7 +262,14 @@ def run(seed: int) -> World:
             victim = rng.choice(alive)
             world.kill(victim)
             world.start_client(victim.node)
+        while world.restarts:
+            world.start_client(world.restarts.pop())
+        world.retry_joins()
     world.form([NODES])
+    world.drain()
+    while any(c.alive and c.joined_ring is None for c in world.clients):
+        world.retry_joins()
+        world.drain()
     return world
 
 
@@ -215,8 +293,8 @@ def check(world: World) -> None:
 
 
 def check_rings(world: World) -> None:
-    """Clients members throughout a ring saw the same messages and totem changes in it, and
-    those that also came from the same previous ring saw the same confchgs too."""
+    """Clients members throughout a ring that came from the same previous ring saw the same
+    stream in it; all of its members saw the same messages after its totem confchg."""
     streams: dict[tuple[int, int], dict[int, list[tuple[object, ...]]]] = defaultdict(dict)
     for rings, nodes in world.ring_nodes.items():
         ring = rings[0]
@@ -230,7 +308,10 @@ def check_rings(world: World) -> None:
     merged: dict[int, dict[int, list[tuple[object, ...]]]] = defaultdict(dict)
     for (ring, _), by_client in streams.items():
         for index, stream in by_client.items():
-            merged[ring].setdefault(index, []).extend(t for t in stream if t[0] != "c")
+            # From the ring's totem confchg on: before it, messages of the old view may still
+            # arrive (a SYNC-lane message carried over), which only that view's members get.
+            after = next((i for i, t in enumerate(stream) if t[0] == "t"), len(stream))
+            merged[ring][index] = [t for t in stream[after:] if t[0] != "c"]
     for ring, by_client in merged.items():
         assert len({tuple(s) for s in by_client.values()}) == 1, f"ring {ring}: messages differ"
 

@@ -104,10 +104,8 @@ def test_deliver_and_exec_messages_round_trip(
         pid,
         CpgReason.PROCDOWN,
     )
-    assert wire.decode_joinlist(wire.encode_joinlist(nodeid, [(group, pid)])) == (
-        nodeid,
-        [(group, pid)],
-    )
+    joinlist = wire.JoinList(nodeid, ((group, pid),), ((group, pid, CpgReason.LEAVE),))
+    assert wire.decode_joinlist(wire.encode_joinlist(joinlist)) == joinlist
     entry = IterationDescription(group, nodeid, pid)
     assert wire.decode_description(wire.encode_description(entry)) == entry
 

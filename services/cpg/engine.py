@@ -86,7 +86,7 @@ from pycorosync.plugins.engine import (
     TimerHandle,
 )
 from pycorosync.services.cpg.groups import ProcessTable
-from pycorosync.services.cpg.merge import GroupChange, JoinEntry, merge
+from pycorosync.services.cpg.merge import GroupChange, JoinEntry, LeaveEntry, merge
 from pycorosync.services.cpg.outbox import Outbox
 
 __all__ = ["CpgEngine", "JoinState"]
@@ -138,6 +138,10 @@ class CpgEngine:
         self._retry: TimerHandle | None = None
         self._syncing = True
         """No multicasts from clients until the first sync round is activated."""
+        self._in_flight = 0
+        """Our PROCJOIN / PROCLEAVE / MCAST sent and not yet delivered back to us."""
+        self._draining = False
+        """After a round: hold new sends until what we sent before it is delivered (below)."""
         self._published = FlowControlState.DISABLED
         self._members: tuple[int, ...] = ()
         self._ring = CpgRingId(0, 0)
@@ -145,8 +149,19 @@ class CpgEngine:
         self._sync_ring = RingId(seq=0, rep=0)
         self._downlist: tuple[int, ...] = ()
         self._joinlists: list[JoinEntry] = []
+        self._leavelists: list[LeaveEntry] = []
+        self._leaving: dict[tuple[bytes, int], CpgReason] = {}
+        """Local processes whose PROCLEAVE is sent (or held) and not yet delivered."""
         self._sync_sent = {CpgExecId.DOWNLIST: False, CpgExecId.JOINLIST: False}
         self._iter_handles = itertools.count(1)
+        self._joinlist = wire.JoinList(0, ())
+        self._exec_table: dict[CpgExecId, Callable[[bytes, int], None]] = {
+            CpgExecId.PROCJOIN: self._exec_procjoin,
+            CpgExecId.PROCLEAVE: self._exec_procleave,
+            CpgExecId.JOINLIST: self._exec_joinlist,
+            CpgExecId.MCAST: self._exec_mcast,
+            CpgExecId.DOWNLIST: self._exec_downlist,
+        }
 
     @property
     def api(self) -> ExecutiveApi:
@@ -156,7 +171,7 @@ class CpgEngine:
 
     @property
     def flow_control(self) -> FlowControlState:
-        blocked = self._syncing or len(self._outbox) > 0
+        blocked = self._held_back or len(self._outbox) > 0
         return FlowControlState.ENABLED if blocked else FlowControlState.DISABLED
 
     def join_state(self, conn: ClientConnection) -> JoinState:
@@ -182,6 +197,7 @@ class CpgEngine:
         if state is None or state.group is None or state.state is JoinState.LEAVE_STARTED:
             return
         payload = wire.encode_proc(state.group, state.pid, CpgReason.PROCDOWN)
+        self._leaving[state.group, state.pid] = CpgReason.PROCDOWN
         self._send(None, CpgExecId.PROCLEAVE, payload)
 
     def confchg(
@@ -230,6 +246,7 @@ class CpgEngine:
                 raise NotExistError("this handle is not in that group")
             leaving = wire.encode_proc(group, state.pid, CpgReason.LEAVE)
             self._multicast_now(CpgExecId.PROCLEAVE, leaving)
+            self._leaving[group, state.pid] = CpgReason.LEAVE
             state.state = JoinState.LEAVE_STARTED
             return b""
 
@@ -334,12 +351,16 @@ class CpgEngine:
 
     def _exec_procleave(self, payload: bytes, sender: int) -> None:
         group, pid, reason = wire.decode_proc(payload)
+        if sender == self.api.nodeid:
+            self._leaving.pop((group, pid), None)
         if not self.table.remove(group, (sender, pid)):
-            return
+            return  # applied already, by a sync round's leaving list (or never joined)
         left = (CpgAddress(sender, pid, reason),)
         self._send_confchg(GroupChange(group, self.table.members(group), left, ()))
-        if sender != self.api.nodeid:
-            return
+        if sender == self.api.nodeid:
+            self._reset_leaver(group, pid)
+
+    def _reset_leaver(self, group: bytes, pid: int) -> None:
         for state in self._conns.values():
             if (state.group, state.pid, state.state) == (group, pid, JoinState.LEAVE_STARTED):
                 state.group, state.state = None, JoinState.UNJOINED
@@ -354,10 +375,11 @@ class CpgEngine:
             self.api.dispatch(conn, CpgResponseId.DELIVER_CALLBACK, body)
 
     def _exec_joinlist(self, payload: bytes, sender: int) -> None:
-        ring_seq, entries = wire.decode_joinlist(payload)
-        if ring_seq != self._sync_ring.seq:
+        joinlist = wire.decode_joinlist(payload)
+        if joinlist.ring_seq != self._sync_ring.seq:
             return  # a list of another round: it must never be merged into this one
-        self._joinlists += [(sender, group, pid) for group, pid in entries]
+        self._joinlists += [(sender, group, pid) for group, pid in joinlist.entries]
+        self._leavelists += [(sender, *leave) for leave in joinlist.leaving]
 
     def _exec_downlist(self, payload: bytes, sender: int) -> None:
         ring_seq, nodes = wire.decode_downlist(payload)
@@ -372,16 +394,16 @@ class CpgEngine:
         self._sync_members, self._sync_ring = members, ring_id
         known = set(self._members) | {node for _, (node, _) in self.table.entries()}
         self._downlist = tuple(sorted(known - set(transitional_members) - {self.api.nodeid}))
-        self._joinlists = []
+        self._joinlists, self._leavelists = [], []
         self._sync_sent = dict.fromkeys(self._sync_sent, False)
         self._publish_flow_control()
 
     def sync_process(self) -> bool:
+        if not self._sync_sent[CpgExecId.JOINLIST]:
+            self._joinlist = self._own_joinlist()
         lists = {
             CpgExecId.DOWNLIST: wire.encode_downlist(self._sync_ring.seq, self._downlist),
-            CpgExecId.JOINLIST: wire.encode_joinlist(
-                self._sync_ring.seq, self.table.of_node(self.api.nodeid)
-            ),
+            CpgExecId.JOINLIST: wire.encode_joinlist(self._joinlist),
         }
         for function_id, payload in lists.items():
             if not self._sync_sent[function_id]:
@@ -390,38 +412,66 @@ class CpgEngine:
                 self._sync_sent[function_id] = True
         return True
 
+    def _own_joinlist(self) -> wire.JoinList:
+        """This node's processes, those it is taking out apart (see :mod:`.merge`)."""
+        local = self.api.nodeid
+        entries = [e for e in self.table.of_node(local) if e not in self._leaving]
+        leaving = tuple(
+            (group, pid, reason)
+            for (group, pid), reason in self._leaving.items()
+            if (group, (local, pid)) in self.table
+        )
+        return wire.JoinList(self._sync_ring.seq, tuple(entries), leaving)
+
     def sync_activate(self) -> None:
         self._members = self._sync_members
         self._ring = CpgRingId(self._sync_ring.rep, self._sync_ring.seq)
-        changes = merge(self.table, self.api.nodeid, self._downlist, self._joinlists)
-        self._joinlists = []
+        local = self.api.nodeid
+        leaving = self._leavelists
+        changes = merge(self.table, local, self._downlist, self._joinlists, leaving)
+        self._joinlists, self._leavelists = [], []
         for change in changes:
             self._send_confchg(change)
+        for node, group, pid, _reason in leaving:
+            if node == local:
+                self._leaving.pop((group, pid), None)
+                self._reset_leaver(group, pid)
         body = wire.encode_totem_confchg(wire.TotemConfChgBody(self._ring, self._members))
         for conn, state in self._conns.items():
             if not state.finalized:
                 self.api.dispatch(conn, CpgResponseId.TOTEM_CONFCHG_CALLBACK, body)
         self._syncing = False
+        # Until the host ends the round our sends travel on the SYNC lane, which goes ahead of
+        # the APP lane: what we sent on the APP lane before the round must be delivered first,
+        # or a client's later message (or its PROCDOWN) would overtake its earlier ones.
+        self._draining = self._in_flight > 0
         self._flush()
 
     def sync_abort(self) -> None:
-        self._joinlists = []
+        self._joinlists, self._leavelists = [], []
 
     # Sending ----------------------------------------------------------------------------------
 
+    @property
+    def _held_back(self) -> bool:
+        return self._syncing or self._draining
+
     def _mcast(self, function_id: int, payload: bytes) -> SendStatus:
-        return self.api.mcast(function_id, payload)
+        status = self.api.mcast(function_id, payload)
+        if status is SendStatus.QUEUED and function_id in _COUNTED:
+            self._in_flight += 1
+        return status
 
     def _multicast_now(self, function_id: int, payload: bytes) -> None:
         """For a request that is answered: TRY_AGAIN rather than wait behind the outbox."""
-        if self._syncing or len(self._outbox):
+        if self._held_back or len(self._outbox):
             raise TryAgainError("cpg is synchronising or has multicasts waiting")
         if self._mcast(function_id, payload) is SendStatus.WOULD_BLOCK:
             raise TryAgainError("the ring towards the Totem process is full")
 
     def _send(self, conn: ClientConnection | None, function_id: int, payload: bytes) -> None:
         """Send now if nothing waits and sending is allowed; else keep it, in order."""
-        idle = not self._syncing and not len(self._outbox)
+        idle = not self._held_back and not len(self._outbox)
         if idle and self._mcast(function_id, payload) is SendStatus.QUEUED:
             return
         if not self._outbox.hold(conn, function_id, payload):
@@ -431,13 +481,13 @@ class CpgEngine:
         self._publish_flow_control()
 
     def _flush(self) -> None:
-        if not self._syncing:
+        if not self._held_back:
             self._outbox.flush(self._mcast)
             self._arm_retry()
         self._publish_flow_control()
 
     def _arm_retry(self) -> None:
-        if self._retry is None and len(self._outbox) and not self._syncing:
+        if self._retry is None and len(self._outbox) and not self._held_back:
             self._retry = self.api.timer_add(RETRY_MS, self._on_retry)
 
     def _on_retry(self) -> None:
@@ -525,19 +575,28 @@ class CpgEngine:
         CpgRequestId.FINALIZE: LibHandler(_lib_finalize, FlowControl.NOT_REQUIRED),
     }
     exec_handlers: ClassVar[Mapping[int, ExecHandler[CpgEngine]]] = {
-        CpgExecId.PROCJOIN: ExecHandler(lambda e, p, s: e._exec(e._exec_procjoin, p, s)),
-        CpgExecId.PROCLEAVE: ExecHandler(lambda e, p, s: e._exec(e._exec_procleave, p, s)),
-        CpgExecId.JOINLIST: ExecHandler(lambda e, p, s: e._exec(e._exec_joinlist, p, s)),
-        CpgExecId.MCAST: ExecHandler(lambda e, p, s: e._exec(e._exec_mcast, p, s)),
-        CpgExecId.DOWNLIST: ExecHandler(lambda e, p, s: e._exec(e._exec_downlist, p, s)),
+        CpgExecId.PROCJOIN: ExecHandler(lambda e, p, s: e._exec(CpgExecId.PROCJOIN, p, s)),
+        CpgExecId.PROCLEAVE: ExecHandler(lambda e, p, s: e._exec(CpgExecId.PROCLEAVE, p, s)),
+        CpgExecId.JOINLIST: ExecHandler(lambda e, p, s: e._exec(CpgExecId.JOINLIST, p, s)),
+        CpgExecId.MCAST: ExecHandler(lambda e, p, s: e._exec(CpgExecId.MCAST, p, s)),
+        CpgExecId.DOWNLIST: ExecHandler(lambda e, p, s: e._exec(CpgExecId.DOWNLIST, p, s)),
     }
 
-    def _exec(self, handler: Callable[[bytes, int], None], payload: bytes, sender: int) -> None:
+    def _exec(self, function_id: CpgExecId, payload: bytes, sender: int) -> None:
         """A peer's message that does not decode is logged and dropped; nothing else changes."""
         try:
-            handler(payload, sender)
+            self._exec_table[function_id](payload, sender)
         except CsError as error:
             log.warning("Dropping a malformed cpg message from node %d: %s", sender, error)
+        if sender == self.api.nodeid and function_id in _COUNTED:
+            self._own_delivered()
+
+    def _own_delivered(self) -> None:
+        self._in_flight = max(0, self._in_flight - 1)
+        if self._draining and not self._in_flight:
+            self._draining = False
+            self._flush()
 
 
+_COUNTED = frozenset({CpgExecId.PROCJOIN, CpgExecId.PROCLEAVE, CpgExecId.MCAST})
 _SENDING = (JoinState.JOIN_STARTED, JoinState.JOIN_COMPLETED)
