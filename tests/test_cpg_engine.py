@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pycorosync.exec.totem.events import ConfigKind, RingId
 from pycorosync.lib import cpg_wire as wire
 from pycorosync.lib.cpg_wire import (
     ConfChgBody,
@@ -31,7 +32,9 @@ from pycorosync.lib.errors import (
     NotExistError,
     TryAgainError,
 )
-from pycorosync.plugins.testing import Multicast
+from pycorosync.plugins.engine import ClientConnection
+from pycorosync.plugins.testing import FakeExecutive, Multicast
+from pycorosync.services.cpg import CpgEngine
 from pycorosync.services.cpg.engine import JoinState
 from tests._cpg_bench import CpgNodes, addresses
 
@@ -364,3 +367,55 @@ def test_deliveries_carry_group_node_and_pid(nodes: CpgNodes) -> None:
 
 def test_reason_numbers_are_corosyncs() -> None:
     assert [int(r) for r in CpgReason] == [0, 1, 2, 3, 4, 5]
+
+
+def test_after_a_round_new_sends_wait_until_earlier_ones_are_delivered() -> None:
+    """Sends right after a round ride the SYNC lane, which overtakes the APP lane: the engine
+    holds them until what it sent before the round came back, so per-sender order holds."""
+    api = FakeExecutive(1)
+    engine = CpgEngine()
+    engine.exec_init(api)
+    ring = RingId(seq=1, rep=1)
+
+    def sync_round(ring: RingId) -> None:
+        engine.confchg(ConfigKind.REGULAR, (1,), (), (), ring)
+        engine.sync_init((1,), (1,), ring)
+        assert engine.sync_process()
+        for message in [m for m in api.outbox if m.function_id == CpgExecId.JOINLIST]:
+            engine.exec_handlers[message.function_id].handler(engine, message.payload, 1)
+        api.outbox[:] = [m for m in api.outbox if m.function_id == CpgExecId.PROCJOIN]
+        engine.sync_activate()
+
+    sync_round(ring)
+    conn = ClientConnection(conn_id=1, pid=100, uid=0, gid=0)
+    engine.lib_init(conn)
+    engine.lib_handlers[CpgRequestId.JOIN].handler(engine, conn, wire.encode_join(G, 100, 0))
+    procjoin = api.outbox.pop()
+    sync_round(RingId(seq=2, rep=1))  # the PROCJOIN is still on its way
+    assert engine.flow_control is FlowControlState.ENABLED
+    engine.lib_handlers[CpgRequestId.MCAST].handler(engine, conn, wire.encode_mcast(2, b"m"))
+    assert api.outbox == []  # held behind the PROCJOIN
+    engine.exec_handlers[CpgExecId.PROCJOIN].handler(engine, procjoin.payload, 1)
+    assert [m.function_id for m in api.outbox] == [CpgExecId.MCAST]
+    assert engine.flow_control is FlowControlState.DISABLED
+
+
+def test_a_leave_in_flight_across_a_round_is_applied_by_the_round_everywhere(
+    nodes: CpgNodes,
+) -> None:
+    a = nodes.connect(1, pid=100)
+    b = nodes.connect(2, pid=200)
+    nodes.join(1, a, G)
+    nodes.join(2, b, G)
+    nodes.events(2, b)
+    nodes.cluster.request(1, a, CpgRequestId.LEAVE, wire.encode_leave(G, 100))
+    procleave = nodes.cluster.outbox.pop()  # not delivered before the configuration changes
+    nodes.cluster.change_membership([1, 2, 3])
+    assert confchgs(nodes, 2, b) == [
+        ConfChgBody(G, addresses((2, 200, 0)), addresses((1, 100, LEAVE)), ())
+    ]
+    assert nodes.engine(1).join_state(a) is JoinState.UNJOINED
+    nodes.cluster.outbox.append(procleave)  # arrives late: nothing left to remove
+    nodes.cluster.deliver()
+    assert confchgs(nodes, 2, b) == []
+    assert [list(nodes.engine(n).table.entries()) for n in (1, 2, 3)] == [[(G, (2, 200))]] * 3
