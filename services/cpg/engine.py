@@ -27,10 +27,13 @@ sending node has a process in the group, as Corosync does - the sender's own inc
 
 Sync, per membership change: a REGULAR confchg stops multicasting (flow control ENABLED);
 ``sync_init`` remembers the new ring and computes the downlist; ``sync_process`` multicasts
-the DOWNLIST (informational) and this node's JOINLIST, tagged with the ring so that lists of
-an aborted round are never used (they are also cleared at ``sync_init``, which Corosync does
-not do); ``sync_activate`` merges, sends the confchgs, a totem confchg to every connection,
-and lets multicasts go again.
+the DOWNLIST (informational) and this node's JOINLIST - its processes, and apart those whose
+PROCLEAVE is still in flight - tagged with the ring so that lists of an aborted round are
+never used (they are also cleared at ``sync_init``, which Corosync does not do);
+``sync_activate`` merges (:mod:`.merge`), sends the confchgs and a totem confchg to every
+connection, and lets multicasts go again once everything this node sent before the round has
+been delivered back (until the host ends the round our sends ride the SYNC lane, which would
+overtake them).
 
 Flow control (see docs/cpg.md): the engine keeps a FIFO :class:`Outbox` of what it accepted
 but may not or cannot send yet, and publishes ``FLOW_CONTROL_STATE_SET`` to every connection
