@@ -41,7 +41,7 @@ def main() -> None:
         emit({"totem": members})
 
     handle = model_initialize(MODEL_V1, deliver, confchg, totem, run_dir=run_dir)
-    handle.join(group)
+    join(handle, group)
     emit({"ready": handle.local_get(), "pid": os.getpid()})
     stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
     while True:
@@ -53,6 +53,17 @@ def main() -> None:
             if not line:
                 return
             send(handle, line.strip())
+
+
+def join(handle: CpgHandle, group: bytes) -> None:
+    """TRY_AGAIN while a sync round runs or the node drains: wait a little and retry."""
+    while True:
+        try:
+            handle.join(group)
+            return
+        except TryAgainError:
+            select.select([handle.fd_get()], [], [], 0.01)
+            handle.dispatch(DispatchFlag.ALL)
 
 
 def send(handle: CpgHandle, message: bytes) -> None:
