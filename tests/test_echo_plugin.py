@@ -206,20 +206,21 @@ def test_the_installed_plugin_is_discovered_and_ordered(echo_install: Path) -> N
     probe = _probe(echo_install)
     assert ["echo", "pycorosync-echo"] in probe["found"]
     assert probe["echo"] == [["echo", "pycorosync-echo", "pycorosync_echo.engine"]]
-    # echo has priority 10: after the built-in cmap (0) and "early" (1), before "late" (20).
-    assert probe["order"] == ["cmap", "early", "echo", "late"]
+    # echo has priority 10: after the built-ins cmap and cpg (0) and "early" (1), before
+    # "late" (20).
+    assert probe["order"] == ["cmap", "cpg", "early", "echo", "late"]
     assert probe["failures"] == []
 
 
 def test_the_block_list_hides_the_installed_plugin(echo_install: Path) -> None:
     probe = _probe(echo_install, PYCOROSYNC_BLOCKED_PLUGINS="echo")
-    assert probe["order"] == ["cmap", "early", "late"]
+    assert probe["order"] == ["cmap", "cpg", "early", "late"]
     assert probe["failures"] == []
 
 
 def test_disabling_autoload_hides_the_installed_plugin(echo_install: Path) -> None:
     probe = _probe(echo_install, PYCOROSYNC_DISABLE_PLUGIN_AUTOLOAD="1")
-    assert probe["order"] == ["cmap"]  # built-ins only
+    assert probe["order"] == ["cmap", "cpg"]  # built-ins only
     assert probe["failures"] == []
 
 

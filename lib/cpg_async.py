@@ -1,0 +1,161 @@
+"""The asyncio CPG client: the calls of :mod:`pycorosync.lib.cpg`, awaitable, and the
+callbacks as an async iterator of events.
+
+Theory of operation. :meth:`AsyncCpgHandle.connect` opens an
+:class:`~pycorosync.lib.ipc_async.AsyncIpcClient` to the ``cpg`` service (or takes a ready
+transport). Requests are awaited; :meth:`AsyncCpgHandle.mcast_joined` is one-way and never
+waits - ``CS_ERR_TRY_AGAIN`` from the published flow-control state or a full transport.
+``async for event in handle`` yields each delivery as a
+:class:`~pycorosync.lib.cpg_wire.DeliverBody`, each membership change as a
+:class:`~pycorosync.lib.cpg_wire.ConfChgBody` and each totem change as a
+:class:`~pycorosync.lib.cpg_wire.TotemConfChgBody`, in the order the engine sent them;
+flow-control notifications update :meth:`AsyncCpgHandle.flow_control_state_get` and are not
+yielded. The client-side checks are those of the blocking library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Protocol
+
+from pycorosync.lib import cpg_wire as wire
+from pycorosync.lib.cpg import group_name
+from pycorosync.lib.cpg_wire import (
+    MAX_ATOMIC_MSG_SIZE,
+    MODEL_V1_DELIVER_INITIAL_TOTEM_CONF,
+    ConfChgBody,
+    CpgAddress,
+    CpgGuarantee,
+    CpgRequestId,
+    CpgResponseId,
+    DeliverBody,
+    FlowControlState,
+    TotemConfChgBody,
+)
+from pycorosync.lib.errors import (
+    BadHandleError,
+    BusyError,
+    InvalidParamError,
+    LibraryError,
+    NotExistError,
+    TooBigError,
+    TryAgainError,
+)
+from pycorosync.lib.ipc_async import AsyncIpcClient
+
+__all__ = ["AsyncCpgHandle", "AsyncCpgTransport", "CpgEvent"]
+
+CpgEvent = DeliverBody | ConfChgBody | TotemConfChgBody
+BUSY_RETRY_S = 10.0
+
+
+class AsyncCpgTransport(Protocol):
+    async def request(self, message_id: int, payload: bytes) -> bytes: ...
+
+    def send(self, message_id: int, payload: bytes) -> None: ...
+
+    async def __anext__(self) -> tuple[int, bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AsyncCpgHandle:
+    """Use :meth:`connect`."""
+
+    def __init__(self, transport: AsyncCpgTransport, flags: int = 0) -> None:
+        if flags & ~MODEL_V1_DELIVER_INITIAL_TOTEM_CONF:
+            raise InvalidParamError(f"unknown model flags {flags:#x}")
+        self._transport: AsyncCpgTransport | None = transport
+        self._flags = flags
+        self._joined: bytes | None = None
+        self._flow_control = FlowControlState.DISABLED
+
+    @classmethod
+    async def connect(
+        cls, *, flags: int = 0, run_dir: str | None = None, timeout: float | None = None
+    ) -> AsyncCpgHandle:
+        return cls(await AsyncIpcClient.connect("cpg", run_dir=run_dir, timeout=timeout), flags)
+
+    async def finalize(self) -> None:
+        transport = self._live()
+        self._transport = None
+        try:
+            await transport.request(CpgRequestId.FINALIZE, wire.encode_empty())
+        except LibraryError:
+            pass  # the daemon is gone: there is nothing left to tell it
+        finally:
+            await transport.aclose()
+
+    async def join(self, group: bytes | str) -> None:
+        name = group_name(group)
+        await self._retry_busy(CpgRequestId.JOIN, wire.encode_join(name, os.getpid(), self._flags))
+        self._joined = name
+
+    async def leave(self, group: bytes | str) -> None:
+        name = group_name(group)
+        await self._retry_busy(CpgRequestId.LEAVE, wire.encode_leave(name, os.getpid()))
+        self._joined = None
+
+    def mcast_joined(self, guarantee: int, msg: bytes) -> None:
+        transport = self._live()
+        if guarantee not in set(CpgGuarantee):
+            raise InvalidParamError(f"unknown guarantee {guarantee}")
+        if len(msg) > MAX_ATOMIC_MSG_SIZE:
+            raise TooBigError(f"{len(msg)} byte message over {MAX_ATOMIC_MSG_SIZE}")
+        if self._joined is None:
+            raise NotExistError("this handle has not joined a group")
+        if self._flow_control is FlowControlState.ENABLED:
+            raise TryAgainError("cpg flow control is on; read events, then retry")
+        transport.send(CpgRequestId.MCAST, wire.encode_mcast(guarantee, msg))
+
+    async def membership_get(self, group: bytes | str) -> list[CpgAddress]:
+        body = wire.encode_group(group_name(group))
+        return wire.decode_members(await self._live().request(CpgRequestId.MEMBERSHIP, body))
+
+    async def local_get(self) -> int:
+        reply = await self._live().request(CpgRequestId.LOCAL_GET, wire.encode_empty())
+        return wire.decode_nodeid(reply)
+
+    def flow_control_state_get(self) -> FlowControlState:
+        self._live()
+        return self._flow_control
+
+    def __aiter__(self) -> AsyncCpgHandle:
+        return self
+
+    async def __anext__(self) -> CpgEvent:
+        while True:
+            message_id, payload = await self._live().__anext__()
+            event = self._decode(message_id, payload)
+            if event is not None:
+                return event
+
+    def _decode(self, message_id: int, payload: bytes) -> CpgEvent | None:
+        if message_id == CpgResponseId.FLOW_CONTROL_STATE_SET:
+            self._flow_control = wire.decode_flow_control(payload).state
+            return None
+        if message_id == CpgResponseId.DELIVER_CALLBACK:
+            return wire.decode_deliver(payload)
+        if message_id == CpgResponseId.CONFCHG_CALLBACK:
+            return wire.decode_confchg(payload)
+        if message_id == CpgResponseId.TOTEM_CONFCHG_CALLBACK:
+            return wire.decode_totem_confchg(payload)
+        raise LibraryError(f"unexpected cpg dispatch message {message_id}")
+
+    def _live(self) -> AsyncCpgTransport:
+        if self._transport is None:
+            raise BadHandleError("the cpg handle is finalized")
+        return self._transport
+
+    async def _retry_busy(self, message_id: int, payload: bytes) -> None:
+        deadline = time.monotonic() + BUSY_RETRY_S
+        while True:
+            try:
+                await self._live().request(message_id, payload)
+                return
+            except BusyError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.001)

@@ -1,0 +1,117 @@
+"""CPG end to end on a real 3-node loopback cluster: real daemons, workers and client processes.
+
+Clients on different nodes join one group, exchange messages (delivered in one order to
+both), and a client killed with SIGKILL is seen by the others as a PROCDOWN confchg. Every
+wait has a deadline; addresses 127.0.50.x are this file's alone.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pycorosync.lib.cpg_wire import CpgReason
+from tests._loopback import Cluster, MakeCluster, Node, wait_until
+
+pytestmark = pytest.mark.xdist_group("loopback")
+
+ROOT = Path(__file__).resolve().parent.parent
+READY = "ready to provide service."
+
+
+class ClientProcess:
+    """``tests._cpg_client`` on one node; its JSON lines are collected by a reader thread."""
+
+    def __init__(self, node: Node, group: str) -> None:
+        run_dir = str(node.base / f"r{node.nodeid}")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests._cpg_client", run_dir, group],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+        )
+        self.records: list[dict[str, list[object]]] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self.records.append(json.loads(line))
+
+    def seen(self, kind: str) -> list[list[object]]:
+        with self._lock:
+            return [r[kind] for r in self.records if kind in r]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def messages(self) -> list[object]:
+        return self.seen("deliver")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def synced(cluster: Cluster) -> Cluster:
+    cluster.start()
+    cluster.wait_formed()
+    for node in cluster.nodes:
+        wait_until(lambda n=node: READY in n.text(), f"node {node.nodeid}'s first sync")
+    return cluster
+
+
+def members_of_last_confchg(client: ClientProcess) -> list[list[int]]:
+    changes = client.seen("confchg")
+    return changes[-1][0] if changes else []  # type: ignore[return-value]
+
+
+def test_clients_on_two_nodes_exchange_messages_and_see_a_killed_client_leave(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = synced(make_cluster(50))
+    a = ClientProcess(cluster.node(1), "loop group")
+    b = ClientProcess(cluster.node(2), "loop group")
+    victim = ClientProcess(cluster.node(3), "loop group")
+    clients = (a, b, victim)
+    try:
+        for client in clients:
+            wait_until(lambda c=client: bool(c.seen("ready")), "a client to join")
+        everyone = sorted([[1, a.pid, 0], [2, b.pid, 0], [3, victim.pid, 0]])
+        for client in (a, b):
+            wait_until(
+                lambda c=client: sorted(members_of_last_confchg(c)) == everyone,
+                "the three clients in one group",
+            )
+        a.send("from a")
+        b.send("from b")
+        for client in clients:
+            wait_until(lambda c=client: len(c.messages()) == 2, "both messages delivered")
+        assert a.messages() == b.messages() == victim.messages()
+        assert sorted(m[2] for m in a.messages()) == ["from a", "from b"]  # type: ignore[index]
+        victim.proc.send_signal(signal.SIGKILL)
+        gone = [3, victim.pid, int(CpgReason.PROCDOWN)]
+        for client in (a, b):
+            wait_until(
+                lambda c=client: any(gone in change[1] for change in c.seen("confchg")),  # type: ignore[operator]
+                "a PROCDOWN confchg for the killed client",
+            )
+            assert sorted(members_of_last_confchg(client)) == sorted(everyone[:2])
+    finally:
+        for client in clients:
+            client.stop()
