@@ -8,6 +8,8 @@ wait has a deadline; addresses 127.0.50.x are this file's alone.
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,3 +117,34 @@ def test_clients_on_two_nodes_exchange_messages_and_see_a_killed_client_leave(
     finally:
         for client in clients:
             client.stop()
+
+
+CPGBENCH_LINE = re.compile(
+    r"^ *(\d+) messages received +(\d+) bytes per write +(\d+\.\d{3}) Seconds runtime "
+    r"+(\d+\.\d{3}) TP/s +(\d+\.\d{3}) MB/s\.$"
+)
+
+
+def test_cpgbench_on_two_nodes_counts_every_senders_deliveries(make_cluster: MakeCluster) -> None:
+    cluster = synced(make_cluster(51, 2))
+    command = [sys.executable, "-m", "pycorosync.tools.cpgbench", "-t", "0.5"]
+    command += ["-s", "64,1024", "-m", "2", "-l"]
+    benches = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYCOROSYNC_RUN_DIR": str(node.base / f"r{node.nodeid}")},
+        )
+        for node in cluster.nodes
+    ]
+    outputs = [bench.communicate(timeout=60)[0] for bench in benches]
+    assert [bench.returncode for bench in benches] == [0, 0]
+    for output in outputs:
+        lines = output.splitlines()
+        figures = [CPGBENCH_LINE.match(line) for line in lines if "messages received" in line]
+        assert len(figures) == 2, output
+        assert all(figures), output
+        assert [int(m.group(2)) for m in figures if m] == [64, 1024]
+        assert all(int(m.group(1)) > 0 for m in figures if m)
+        assert sum(line.startswith("latency ms: p50 ") for line in lines) == 2, output
