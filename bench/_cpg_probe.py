@@ -125,7 +125,7 @@ def _connect(run_dir: str, deliver: cpg.DeliverFn, confchg: cpg.ConfchgFn) -> cp
 
 @dataclass
 class TpCounts:
-    """What one node saw of the throughput run."""
+    """What one node saw of the throughput run, counted as the C probe counts."""
 
     sent: int = 0
     tryagain: int = 0
@@ -135,6 +135,43 @@ class TpCounts:
     t_first_data: float = 0.0
     t_last: float = 0.0
 
+    def deliver(self, msg: bytes, now: float) -> None:
+        """Count one delivery; anything that is not our DATA or END is ignored."""
+        if len(msg) < TP_HEADER.size:
+            return
+        magic, kind = struct.unpack_from("<II", msg)
+        if magic != TP_MAGIC:
+            return
+        if kind == DATA:
+            if self.delivered == 0:
+                self.t_first_data = now
+            self.delivered += 1
+            self.delivered_bytes += len(msg)
+            self.t_last = now
+        elif kind == END:
+            self.ends += 1
+            self.t_last = now
+
+    def line(self, nodeid: int, size: int, senders: int, sender: bool) -> str:
+        """The C probe's RESULT line; rates over [first DATA .. last END] on this node."""
+        span = self.t_last - self.t_first_data
+        if self.delivered == 0 or span <= 0:
+            span = 1e-9
+        return (
+            f"RESULT node={nodeid} role={'send' if sender else 'recv'} size={size} "
+            f"senders={senders} sent={self.sent} tryagain={self.tryagain} "
+            f"delivered={self.delivered} secs={span:.3f} "
+            f"msgs_per_s={self.delivered / span:.0f} "
+            f"MB_per_s={self.delivered_bytes / span / 1e6:.3f} "
+            f"complete={int(self.ends >= senders)}"
+        )
+
+
+def tp_message(kind: int, nodeid: int, pid: int, seq: int, size: int) -> bytes:
+    """A DATA or END message of ``size`` bytes (at least the header)."""
+    header = TP_HEADER.pack(TP_MAGIC, kind, nodeid, pid, seq, 0)
+    return header + bytes(max(0, size - TP_HEADER.size))
+
 
 class ThroughputProbe(Probe):
     def __init__(self, run_dir: str, group: str) -> None:
@@ -142,22 +179,7 @@ class ThroughputProbe(Probe):
         super().__init__(run_dir, group)
 
     def _deliver(self, group: bytes, nodeid: int, pid: int, msg: bytes) -> None:
-        if len(msg) < TP_HEADER.size:
-            return
-        magic, kind = struct.unpack_from("<II", msg)
-        if magic != TP_MAGIC:
-            return
-        now = time.monotonic()
-        counts = self.counts
-        if kind == DATA:
-            if counts.delivered == 0:
-                counts.t_first_data = now
-            counts.delivered += 1
-            counts.delivered_bytes += len(msg)
-            counts.t_last = now
-        elif kind == END:
-            counts.ends += 1
-            counts.t_last = now
+        self.counts.deliver(msg, time.monotonic())
 
     def send_for(self, size: int, secs: float, hard: float) -> None:
         """DATA as fast as the library takes it for ``secs``, then one END."""
@@ -184,7 +206,7 @@ class ThroughputProbe(Probe):
             counts.sent += 1
             if counts.sent & 15 == 0:
                 self.pump(0)
-        end = TP_HEADER.pack(TP_MAGIC, END, self.nodeid, self.pid, counts.sent, 0) + tail
+        end = tp_message(END, self.nodeid, self.pid, counts.sent, size)
         while True:
             try:
                 mcast(AGREED, end)
@@ -193,18 +215,6 @@ class ThroughputProbe(Probe):
                 self.pump(1)
                 if time.monotonic() > hard:
                     return
-
-    def result(self, size: int, senders: int, sender: bool) -> str:
-        c = self.counts
-        span = c.t_last - c.t_first_data
-        if c.delivered == 0 or span <= 0:
-            span = 1e-9
-        return (
-            f"RESULT node={self.nodeid} role={'send' if sender else 'recv'} size={size} "
-            f"senders={senders} sent={c.sent} tryagain={c.tryagain} delivered={c.delivered} "
-            f"secs={span:.3f} msgs_per_s={c.delivered / span:.0f} "
-            f"MB_per_s={c.delivered_bytes / span / 1e6:.3f} complete={int(c.ends >= senders)}"
-        )
 
 
 def run_throughput(args: argparse.Namespace) -> str:
@@ -218,7 +228,7 @@ def run_throughput(args: argparse.Namespace) -> str:
             probe.send_for(size, args.secs, hard)
         while probe.counts.ends < args.expected and time.monotonic() < hard:
             probe.pump(20)
-        return probe.result(size, args.expected, args.sender)
+        return probe.counts.line(probe.nodeid, size, args.expected, args.sender)
     finally:
         probe.close()
 
@@ -265,15 +275,20 @@ class LatencyProbe(Probe):
             self.pump(int(wait_ms))
 
     def result(self, interval_ms: int) -> str:
-        got = sorted(self.samples.micros)
-        n = len(got)
-        mean = sum(got) / n if n else 0.0
-        return (
-            f"RESULT node={self.nodeid} msgs={self.samples.wanted} interval_ms={interval_ms} "
-            f"n_ok={n} mean_us={mean:.1f} p50_us={percentile(got, 50):.1f} "
-            f"p90_us={percentile(got, 90):.1f} p99_us={percentile(got, 99):.1f} "
-            f"max_us={got[-1] if n else 0:.1f} min_us={got[0] if n else 0:.1f}"
-        )
+        return lat_line(self.nodeid, self.samples.wanted, interval_ms, self.samples.micros)
+
+
+def lat_line(nodeid: int, wanted: int, interval_ms: int, micros: Sequence[float]) -> str:
+    """The C latency probe's RESULT line over the samples (microseconds)."""
+    got = sorted(micros)
+    n = len(got)
+    mean = sum(got) / n if n else 0.0
+    return (
+        f"RESULT node={nodeid} msgs={wanted} interval_ms={interval_ms} "
+        f"n_ok={n} mean_us={mean:.1f} p50_us={percentile(got, 50):.1f} "
+        f"p90_us={percentile(got, 90):.1f} p99_us={percentile(got, 99):.1f} "
+        f"max_us={got[-1] if n else 0:.1f} min_us={got[0] if n else 0:.1f}"
+    )
 
 
 def percentile(ordered: Sequence[float], pct: float) -> float:
