@@ -40,8 +40,10 @@ and temp dirs removed, also on errors, signals and past the budget.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -153,6 +155,12 @@ def udp_rcvbuf_errors(snmp: str) -> int:
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
+def cpu_ticks(stat: str) -> int:
+    """utime + stime of a /proc/PID/stat text, in clock ticks (the name may hold spaces)."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), 3 being fields[0]
+
+
 def synced_after(lines: Iterable[str], after: float) -> bool:
     """Whether a "Completed service synchronization" line is stamped at or after ``after``."""
     for line in lines:
@@ -229,6 +237,15 @@ def run_probes(res: Resources, jobs: Sequence[tuple[list[str], Path]], timeout: 
 # -- one daemon, one repeat -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CaseStats:
+    """Beside a figure: UDP drops, and the CPU each role used, in cores, over the case's wall
+    time (all 3 nodes summed; "probes" are the 3 probe processes)."""
+
+    drops: int
+    cpu_cores: dict[str, float]
+
+
 @dataclass
 class Figures:
     """Everything one daemon measured over the repeats, by case name."""
@@ -238,16 +255,19 @@ class Figures:
     slowest_node: dict[str, list[float]] = field(default_factory=dict)
     tryagain: dict[str, list[int]] = field(default_factory=dict)
     rcvbuf_drops: dict[str, list[int]] = field(default_factory=dict)
+    cpu_cores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     lat_p50: list[float] = field(default_factory=list)
     lat_p99: list[float] = field(default_factory=list)
     scheduling: dict[str, str] = field(default_factory=dict)
 
-    def add(self, case: str, tp: Throughput, drops: int) -> None:
+    def add(self, case: str, tp: Throughput, stats: CaseStats) -> None:
         self.msgs_per_s.setdefault(case, []).append(round(tp.msgs_per_s))
         self.mb_per_s.setdefault(case, []).append(round(tp.mb_per_s, 3))
         self.slowest_node.setdefault(case, []).append(round(tp.slowest_node_msgs_per_s))
         self.tryagain.setdefault(case, []).append(tp.tryagain)
-        self.rcvbuf_drops.setdefault(case, []).append(drops)
+        self.rcvbuf_drops.setdefault(case, []).append(stats.drops)
+        for role, cores in stats.cpu_cores.items():
+            self.cpu_cores.setdefault(case, {}).setdefault(role, []).append(round(cores, 2))
 
 
 @dataclass
@@ -304,7 +324,18 @@ class Repeat:
             for n in self.nodes
         )
 
-    def throughput(self, size: int, mode: str, rep: int) -> tuple[Throughput, int]:
+    def cpu_by_role(self) -> dict[str, int]:
+        """Clock ticks used so far by each role of the daemons, summed over the nodes."""
+        ticks: dict[str, int] = {}
+        for node in self.nodes:
+            for role, pid in process_tree(node.daemon_pid()):
+                name = "totem" if role == "main" else "workers"
+                with contextlib.suppress(OSError):
+                    stat = Path(f"/proc/{pid}/stat").read_text()
+                    ticks[name] = ticks.get(name, 0) + cpu_ticks(stat)
+        return ticks
+
+    def throughput(self, size: int, mode: str, rep: int) -> tuple[Throughput, CaseStats]:
         senders = NODES if mode == "allsend" else 1
         group = f"tp-{size}-{mode}-{rep}-{os.getpid()}"
         jobs = []
@@ -315,15 +346,29 @@ class Repeat:
                 options.append("-S")
             out = self.base / f"tp-{size}-{mode}-n{node.nodeid}.out"
             jobs.append((self.probes.command(node, "tp", options), out))
-        before = self.drops()
+        drops, ticks = self.drops(), self.cpu_by_role()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
         outputs = run_probes(self.res, jobs, self.args.secs + PROBE_GRACE_S)
-        drops = self.drops() - before
+        wall = time.monotonic() - t0
+        stats = self.case_stats(drops, ticks, children, wall)
         results = [r for text in outputs for r in results_in(text)]
         try:
-            return throughput_of(results, NODES), drops
+            return throughput_of(results, NODES), stats
         except ValueError as error:
             tails = " | ".join(text.strip()[-200:] for text in outputs)
             raise ValueError(f"{error}: {tails}") from None
+
+    def case_stats(
+        self, drops: int, ticks: dict[str, int], children: resource.struct_rusage, wall: float
+    ) -> CaseStats:
+        hz = os.sysconf("SC_CLK_TCK")
+        after = self.cpu_by_role()
+        cores = {role: (after.get(role, 0) - t) / hz / wall for role, t in ticks.items()}
+        now = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used = now.ru_utime + now.ru_stime - children.ru_utime - children.ru_stime
+        cores["probes"] = used / wall
+        return CaseStats(self.drops() - drops, cores)
 
     def latency(self, rep: int) -> tuple[float, float]:
         node = self.nodes[0]
@@ -426,34 +471,55 @@ def one_repeat(repeat: Repeat, key: Path, rep: int, figures: Figures, errors: li
         figures.scheduling = repeat.scheduling()
         for size in args.sizes:
             for mode in MODES:
-                name = case_name(size, mode)
-                if time.monotonic() + case_cost(args) > repeat.deadline:
-                    errors.append(f"{repeat.daemon} repeat {rep} {name}: skipped (budget)")
-                    continue
-                try:
-                    tp, drops = repeat.throughput(size, mode, rep)
-                except ValueError as error:
-                    errors.append(f"{repeat.daemon} repeat {rep} {name}: {error}")
-                    say(f"  {name}: FAILED {error}")
-                    continue
-                figures.add(name, tp, drops)
-                say(f"  {name}: {tp.msgs_per_s:,.0f} msg/s ({tp.mb_per_s:.2f} MB/s) per node, "
-                    f"slowest {tp.slowest_node_msgs_per_s:,.0f}, tryagain {tp.tryagain}, "
-                    f"udp drops {drops}")  # fmt: skip
-        if time.monotonic() + LAT_COUNT * LAT_INTERVAL_MS / 1000 + 10 < repeat.deadline:
-            try:
-                p50, p99 = repeat.latency(rep)
-                figures.lat_p50.append(p50)
-                figures.lat_p99.append(p99)
-                say(f"  latency every {LAT_INTERVAL_MS} ms: p50 {p50:.0f} us, p99 {p99:.0f} us")
-            except ValueError as error:
-                errors.append(f"{repeat.daemon} repeat {rep} latency: {error}")
+                one_case(repeat, rep, (size, mode), figures, errors)
+        one_latency(repeat, rep, figures, errors)
         if args.profile and repeat.daemon == "pycorosync" and rep == 1:
             size, mode = args.profile_case
             files = profile_case(repeat, size, mode, Path(args.profile))
             say(f"  profiles: {', '.join(files)}")
     finally:
         repeat.stop()
+
+
+def one_case(
+    repeat: Repeat, rep: int, case: tuple[int, str], figures: Figures, errors: list[str]
+) -> None:
+    size, mode = case
+    name = case_name(size, mode)
+    if time.monotonic() + case_cost(repeat.args) > repeat.deadline:
+        errors.append(f"{repeat.daemon} repeat {rep} {name}: skipped (budget)")
+        return
+    try:
+        tp, stats = repeat.throughput(size, mode, rep)
+    except ValueError as error:
+        errors.append(f"{repeat.daemon} repeat {rep} {name}: {error}")
+        say(f"  {name}: FAILED {error}")
+        return
+    figures.add(name, tp, stats)
+    say(f"  {name}: {describe(tp, stats)}")
+
+
+def describe(tp: Throughput, stats: CaseStats) -> str:
+    cpu = ", ".join(f"{role} {cores:.2f}" for role, cores in stats.cpu_cores.items())
+    return (
+        f"{tp.msgs_per_s:,.0f} msg/s ({tp.mb_per_s:.2f} MB/s) per node, slowest "
+        f"{tp.slowest_node_msgs_per_s:,.0f}, tryagain {tp.tryagain}, udp drops {stats.drops}, "
+        f"cpu cores: {cpu}"
+    )
+
+
+def one_latency(repeat: Repeat, rep: int, figures: Figures, errors: list[str]) -> None:
+    if time.monotonic() + LAT_COUNT * LAT_INTERVAL_MS / 1000 + 10 > repeat.deadline:
+        errors.append(f"{repeat.daemon} repeat {rep} latency: skipped (budget)")
+        return
+    try:
+        p50, p99 = repeat.latency(rep)
+    except ValueError as error:
+        errors.append(f"{repeat.daemon} repeat {rep} latency: {error}")
+        return
+    figures.lat_p50.append(p50)
+    figures.lat_p99.append(p99)
+    say(f"  latency every {LAT_INTERVAL_MS} ms: p50 {p50:.0f} us, p99 {p99:.0f} us")
 
 
 def daemon_summary(fig: Figures) -> dict[str, object]:
@@ -463,10 +529,24 @@ def daemon_summary(fig: Figures) -> dict[str, object]:
         "slowest_node_msgs_per_s": {c: summarize(v) for c, v in fig.slowest_node.items()},
         "tryagain_total": fig.tryagain,
         "udp_rcvbuf_drops": fig.rcvbuf_drops,
+        "cpu_cores_over_case_wall": fig.cpu_cores,
         f"latency_every_{LAT_INTERVAL_MS}ms_p50_us": summarize(fig.lat_p50),
         f"latency_every_{LAT_INTERVAL_MS}ms_p99_us": summarize(fig.lat_p99),
         "scheduling": fig.scheduling,
     }
+
+
+def target(
+    got: float, *, at_least: float | None = None, at_most: float | None = None
+) -> dict[str, object]:
+    out: dict[str, object] = {"ratio": got}
+    met = True
+    if at_least is not None:
+        out["at_least"], met = at_least, got >= at_least
+    if at_most is not None:
+        out["at_most"], met = at_most, met and got <= at_most
+    out["met"] = met
+    return out
 
 
 def comparison(ours: Figures, theirs: Figures) -> dict[str, object]:
@@ -480,11 +560,9 @@ def comparison(ours: Figures, theirs: Figures) -> dict[str, object]:
     for size, floor in TARGETS.items():
         got = ratios.get(case_name(size, "1sender"))
         if got is not None:
-            targets[case_name(size, "1sender")] = {"ratio": got, "at_least": floor,
-                                                   "met": got >= floor}  # fmt: skip
+            targets[case_name(size, "1sender")] = target(got, at_least=floor)
     if latency is not None:
-        targets["latency_p50"] = {"ratio": latency, "at_most": LATENCY_TARGET,
-                                  "met": latency <= LATENCY_TARGET}  # fmt: skip
+        targets["latency_p50"] = target(latency, at_most=LATENCY_TARGET)
     return {
         "throughput_msgs_per_s": ratios,
         f"latency_every_{LAT_INTERVAL_MS}ms_p50_us": latency,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -184,3 +186,11 @@ def test_the_probe_runs_against_our_daemons(make_cluster: MakeCluster) -> None:
     text = subprocess.run(lat, capture_output=True, text=True, timeout=60, check=True).stdout
     p50, p99 = bench.latency_of(bench.results_in(text)[0], 20)
     assert 0 < p50 <= p99
+
+
+def test_cpu_ticks_are_utime_plus_stime_whatever_the_process_name() -> None:
+    stat = "4242 (python (a) b) S 1 4242 4242 0 -1 4194560 900 0 0 0 1234 567 0 0 20 0 3 0"
+    assert bench.cpu_ticks(stat) == 1234 + 567
+    own = bench.cpu_ticks(Path("/proc/self/stat").read_text()) / os.sysconf("SC_CLK_TCK")
+    times = os.times()
+    assert own == pytest.approx(times.user + times.system, abs=0.05)
