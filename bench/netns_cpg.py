@@ -147,12 +147,15 @@ def latency_of(result: Mapping[str, str], count: int) -> tuple[float, float]:
     return float(result["p50_us"]), float(result["p99_us"])
 
 
-def udp_rcvbuf_errors(snmp: str) -> int:
-    """RcvbufErrors of the ``Udp:`` table of a /proc/net/snmp text (header and values lines)."""
+UDP_COUNTERS = ("RcvbufErrors", "OutDatagrams")
+
+
+def udp_counters(snmp: str) -> dict[str, int]:
+    """UDP_COUNTERS from the ``Udp:`` table of a /proc/net/snmp text (header, values lines)."""
     rows = [line.split()[1:] for line in snmp.splitlines() if line.startswith("Udp:")]
-    if len(rows) < 2 or "RcvbufErrors" not in rows[0]:
-        raise ValueError("no Udp RcvbufErrors in the snmp text")
-    return int(rows[1][rows[0].index("RcvbufErrors")])
+    if len(rows) < 2 or any(name not in rows[0] for name in UDP_COUNTERS):
+        raise ValueError(f"no Udp {'/'.join(UDP_COUNTERS)} in the snmp text")
+    return {name: int(rows[1][rows[0].index(name)]) for name in UDP_COUNTERS}
 
 
 def cpu_ticks(stat: str) -> int:
@@ -239,10 +242,11 @@ def run_probes(res: Resources, jobs: Sequence[tuple[list[str], Path]], timeout: 
 
 @dataclass(frozen=True)
 class CaseStats:
-    """Beside a figure: UDP drops, and the CPU each role used, in cores, over the case's wall
-    time (all 3 nodes summed; "probes" are the 3 probe processes)."""
+    """Beside a figure: UDP receive-buffer drops and datagrams sent (all 3 nodes summed), and
+    the CPU each role used, in cores, over the case's wall time ("probes": the 3 probes)."""
 
     drops: int
+    datagrams_out: int
     cpu_cores: dict[str, float]
 
 
@@ -255,6 +259,7 @@ class Figures:
     slowest_node: dict[str, list[float]] = field(default_factory=dict)
     tryagain: dict[str, list[int]] = field(default_factory=dict)
     rcvbuf_drops: dict[str, list[int]] = field(default_factory=dict)
+    datagrams_out: dict[str, list[int]] = field(default_factory=dict)
     cpu_cores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     lat_p50: list[float] = field(default_factory=list)
     lat_p99: list[float] = field(default_factory=list)
@@ -266,6 +271,7 @@ class Figures:
         self.slowest_node.setdefault(case, []).append(round(tp.slowest_node_msgs_per_s))
         self.tryagain.setdefault(case, []).append(tp.tryagain)
         self.rcvbuf_drops.setdefault(case, []).append(stats.drops)
+        self.datagrams_out.setdefault(case, []).append(stats.datagrams_out)
         for role, cores in stats.cpu_cores.items():
             self.cpu_cores.setdefault(case, {}).setdefault(role, []).append(round(cores, 2))
 
@@ -316,13 +322,14 @@ class Repeat:
                 out[f"node{node.nodeid}.{role}"] = sched_of(pid)
         return out
 
-    def drops(self) -> int:
-        return sum(
-            udp_rcvbuf_errors(
-                run("ip", "netns", "exec", n.namespace, "cat", "/proc/net/snmp").stdout
-            )
-            for n in self.nodes
-        )
+    def udp(self) -> dict[str, int]:
+        """UDP_COUNTERS summed over the node namespaces."""
+        total = dict.fromkeys(UDP_COUNTERS, 0)
+        for node in self.nodes:
+            snmp = run("ip", "netns", "exec", node.namespace, "cat", "/proc/net/snmp").stdout
+            for name, value in udp_counters(snmp).items():
+                total[name] += value
+        return total
 
     def cpu_by_role(self) -> dict[str, int]:
         """Clock ticks used so far by each role of the daemons, summed over the nodes."""
@@ -346,12 +353,12 @@ class Repeat:
                 options.append("-S")
             out = self.base / f"tp-{size}-{mode}-n{node.nodeid}.out"
             jobs.append((self.probes.command(node, "tp", options), out))
-        drops, ticks = self.drops(), self.cpu_by_role()
+        udp, ticks = self.udp(), self.cpu_by_role()
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         outputs = run_probes(self.res, jobs, self.args.secs + PROBE_GRACE_S)
         wall = time.monotonic() - t0
-        stats = self.case_stats(drops, ticks, children, wall)
+        stats = self.case_stats(udp, ticks, children, wall)
         results = [r for text in outputs for r in results_in(text)]
         try:
             return throughput_of(results, NODES), stats
@@ -360,7 +367,11 @@ class Repeat:
             raise ValueError(f"{error}: {tails}") from None
 
     def case_stats(
-        self, drops: int, ticks: dict[str, int], children: resource.struct_rusage, wall: float
+        self,
+        udp: dict[str, int],
+        ticks: dict[str, int],
+        children: resource.struct_rusage,
+        wall: float,
     ) -> CaseStats:
         hz = os.sysconf("SC_CLK_TCK")
         after = self.cpu_by_role()
@@ -368,7 +379,9 @@ class Repeat:
         now = resource.getrusage(resource.RUSAGE_CHILDREN)
         used = now.ru_utime + now.ru_stime - children.ru_utime - children.ru_stime
         cores["probes"] = used / wall
-        return CaseStats(self.drops() - drops, cores)
+        now_udp = self.udp()
+        drops = now_udp["RcvbufErrors"] - udp["RcvbufErrors"]
+        return CaseStats(drops, now_udp["OutDatagrams"] - udp["OutDatagrams"], cores)
 
     def latency(self, rep: int) -> tuple[float, float]:
         node = self.nodes[0]
@@ -504,6 +517,7 @@ def describe(tp: Throughput, stats: CaseStats) -> str:
     return (
         f"{tp.msgs_per_s:,.0f} msg/s ({tp.mb_per_s:.2f} MB/s) per node, slowest "
         f"{tp.slowest_node_msgs_per_s:,.0f}, tryagain {tp.tryagain}, udp drops {stats.drops}, "
+        f"{stats.datagrams_out:,} datagrams sent, "
         f"cpu cores: {cpu}"
     )
 
@@ -529,6 +543,7 @@ def daemon_summary(fig: Figures) -> dict[str, object]:
         "slowest_node_msgs_per_s": {c: summarize(v) for c, v in fig.slowest_node.items()},
         "tryagain_total": fig.tryagain,
         "udp_rcvbuf_drops": fig.rcvbuf_drops,
+        "udp_datagrams_sent_all_nodes": fig.datagrams_out,
         "cpu_cores_over_case_wall": fig.cpu_cores,
         f"latency_every_{LAT_INTERVAL_MS}ms_p50_us": summarize(fig.lat_p50),
         f"latency_every_{LAT_INTERVAL_MS}ms_p99_us": summarize(fig.lat_p99),

@@ -91,10 +91,10 @@ def test_latency_needs_every_sample() -> None:
         bench.latency_of(dict(fields, n_ok="299"), 300)
 
 
-def test_udp_receive_buffer_drops_are_read_from_the_udp_table() -> None:
-    assert bench.udp_rcvbuf_errors(SNMP) == 7
+def test_udp_counters_are_read_from_the_udp_table() -> None:
+    assert bench.udp_counters(SNMP) == {"RcvbufErrors": 7, "OutDatagrams": 90811}
     with pytest.raises(ValueError, match="RcvbufErrors"):
-        bench.udp_rcvbuf_errors("Ip: Forwarding\nIp: 2\n")
+        bench.udp_counters("Ip: Forwarding\nIp: 2\n")
 
 
 def test_sync_is_complete_only_after_the_membership() -> None:
