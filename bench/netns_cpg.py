@@ -1,6 +1,6 @@
 """CPG throughput and latency of real Corosync 3.1.7 and of ours, side by side, in netns.
 
-Usage (root; about 2.5 minutes a repeat with the defaults)::
+Usage (root; about 2 minutes a repeat with the defaults, both daemons)::
 
     python bench/netns_cpg.py [--runs 2] [--secs 5] [--sizes 64,1024,16384]
         [--only corosync|pycorosync] [--no-rt] [--keep-logs DIR] [--budget S]
