@@ -411,9 +411,18 @@ class TotemProcess:
             self._flush()
 
     def _handle(self, sends: Sequence[Send], events: Sequence[TotemEvent]) -> None:
+        # The ring seq is made durable before any datagram of the new ring leaves (hard part
+        # 1); then the datagrams - the token above all - go before the events are handed up,
+        # so that passing deliveries to the workers never delays the next hop of the token.
+        for event in events:
+            if isinstance(event, PersistRingSeq):
+                self._ring_seq.save(event.seq)
+        self._send_all(sends)
         regular = [change for event in events if (change := self._on_event(event)) is not None]
         for change in regular:  # after the step's TOTEM lines ("A new membership ...")
             self._on_regular(change)
+
+    def _send_all(self, sends: Sequence[Send]) -> None:
         stats = self._net.stats
         dropped = stats.tx_dropped
         for send in sends:
@@ -480,7 +489,7 @@ class TotemProcess:
     def _on_event(self, event: TotemEvent) -> ConfigChange | None:
         """Act on one event; a REGULAR configuration is returned, to handle after the rest."""
         if isinstance(event, PersistRingSeq):
-            self._ring_seq.save(event.seq)
+            pass  # saved before the step's datagrams were sent
         elif isinstance(event, TotemLog):
             totem_log.log(event.level, "%s", event.text)
         elif isinstance(event, ConfigChange):
