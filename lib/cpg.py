@@ -78,6 +78,9 @@ __all__ = [
     "model_initialize",
 ]
 
+_GUARANTEES = frozenset(CpgGuarantee)
+"""Built once: ``mcast_joined`` is the hot path of every sender."""
+
 BUSY_RETRY_S = 10.0
 """How long join/leave keep retrying CS_ERR_BUSY before they raise it."""
 
@@ -241,7 +244,7 @@ class CpgHandle:
         """``cpg_mcast_joined``: multicast to the joined group; one-way (no reply)."""
         transport = self._live()
         message = msg if isinstance(msg, bytes) else b"".join(msg)
-        if guarantee not in set(CpgGuarantee):
+        if guarantee not in _GUARANTEES:
             raise InvalidParamError(f"unknown guarantee {guarantee}")
         if len(message) > MAX_ATOMIC_MSG_SIZE:
             raise TooBigError(f"{len(message)} byte message over {MAX_ATOMIC_MSG_SIZE}")
