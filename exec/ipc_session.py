@@ -82,6 +82,9 @@ class IpcSession(asyncio.Protocol):
         self._decoder = FrameDecoder(max_body, _REQUESTS_ONLY)
         self._transport: asyncio.Transport | None = None
         self._closing = False
+        self._corked: list[bytes] = []
+        self._corked_bytes = 0
+        self._flush_armed = False
         self._pending: dict[int, tuple[int, int]] = {}
         """Unanswered requests in arrival order: serial -> (message id, serial)."""
 
@@ -116,10 +119,10 @@ class IpcSession(asyncio.Protocol):
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes queued in user space towards this client (the transport's buffer)."""
+        """Bytes queued in user space towards this client (corked and in the transport)."""
         if self._transport is None or self._transport.is_closing():
             return 0
-        return self._transport.get_write_buffer_size()
+        return self._corked_bytes + self._transport.get_write_buffer_size()
 
     def process(self) -> None:
         """Hand on every whole request buffered, while reading is not paused."""
@@ -144,11 +147,30 @@ class IpcSession(asyncio.Protocol):
         asyncio.get_running_loop().call_soon(self.process)
 
     def send(self, frame: Frame) -> None:
-        """Queue one frame; a client over its output bound is aborted."""
+        """Queue one frame; a client over its output bound is aborted.
+
+        Frames are corked until the end of the loop turn and written in one go: a worker
+        hands a client many deliveries per turn, and one write each is a syscall each."""
         if self._closing or self._transport is None:
             return
-        self._transport.write(encode_frame(frame))
-        size = self._transport.get_write_buffer_size()
+        data = encode_frame(frame)
+        self._corked.append(data)
+        self._corked_bytes += len(data)
+        if not self._flush_armed:
+            self._flush_armed = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._check_bound(self._corked_bytes + self._transport.get_write_buffer_size())
+
+    def flush(self) -> None:
+        """Write the corked frames now."""
+        self._flush_armed = False
+        corked, self._corked, self._corked_bytes = self._corked, [], 0
+        if self._closing or self._transport is None or not corked:
+            return
+        self._transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+        self._check_bound(self._transport.get_write_buffer_size())
+
+    def _check_bound(self, size: int) -> None:
         self.owner.note_buffered(size)
         if size > self._max_outbound:
             log.warning(
@@ -169,12 +191,14 @@ class IpcSession(asyncio.Protocol):
     def close_after(self, frame: Frame) -> None:
         """Send a last frame (a refusal), then close once it is flushed."""
         self.send(frame)
+        self.flush()
         self._closing = True
         if self._transport is not None:
             self._transport.close()
 
     def abort(self) -> None:
         self._closing = True
+        self._corked, self._corked_bytes = [], 0
         if self._transport is not None:
             self._transport.abort()
 
