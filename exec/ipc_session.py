@@ -46,6 +46,8 @@ _PEERCRED = struct.Struct("3i")
 """``struct ucred``: pid, uid, gid."""
 
 _REQUESTS_ONLY = frozenset({FrameKind.REQUEST})
+CORK_BYTES = 64 * 1024
+"""Corked output beyond this is written at once rather than at the end of the loop turn."""
 
 
 class SessionOwner(Protocol):
@@ -156,14 +158,18 @@ class IpcSession(asyncio.Protocol):
         data = encode_frame(frame)
         self._corked.append(data)
         self._corked_bytes += len(data)
-        if not self._flush_armed:
+        if self._corked_bytes >= CORK_BYTES:
+            self.flush()  # enough for one write; the kernel's buffer takes it from here
+        elif not self._flush_armed:
             self._flush_armed = True
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._check_bound(self._corked_bytes + self._transport.get_write_buffer_size())
+            asyncio.get_running_loop().call_soon(self._flush_at_turn_end)
+
+    def _flush_at_turn_end(self) -> None:
+        self._flush_armed = False
+        self.flush()
 
     def flush(self) -> None:
         """Write the corked frames now."""
-        self._flush_armed = False
         corked, self._corked, self._corked_bytes = self._corked, [], 0
         if self._closing or self._transport is None or not corked:
             return
