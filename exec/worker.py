@@ -124,6 +124,7 @@ class Worker:
         self._closed_connections = 0
         self.host.local_stats = self._ipc_stats
         self.finished = asyncio.Event()
+        self._closed = False
         self.exit_code = 0
         self._listening = False
 
@@ -146,11 +147,15 @@ class Worker:
         return sent
 
     def _on_space(self) -> None:
+        if self._closed:
+            return
         self._writer.ack_space()
         if self.host.app_blocked:
             self.host.app_blocked = False
 
     def _on_records(self) -> None:
+        if self._closed:
+            return
         try:
             records = self._reader.read(READ_BATCH)
             if not records and self._reader.ack_and_arm():
@@ -221,6 +226,11 @@ class Worker:
         }
 
     async def close(self) -> None:
+        # Readers first: a callback already scheduled must find the channels still there or
+        # see ``_closed``, never a released mapping.
+        self._closed = True
+        for fd in (self._reader.data_fileno, self._writer.space_fileno, sys.stdin.fileno()):
+            self._loop.remove_reader(fd)
         await self.server.close()
         self._down.close()
         self._up.close()

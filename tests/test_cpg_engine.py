@@ -179,6 +179,19 @@ def test_mcast_from_a_handle_not_in_a_group_is_dropped_and_answered_nothing(
     assert nodes.events(2, member) == []
 
 
+def test_a_sender_looping_outside_a_group_is_logged_once_per_connection(
+    nodes: CpgNodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = nodes.connect(1, pid=100)
+    b = nodes.connect(1, pid=101)
+    with caplog.at_level("WARNING"):
+        for _ in range(50):
+            nodes.mcast(1, a, b"x")
+        nodes.mcast(1, b, b"y")
+    refusals = [r for r in caplog.records if "can't mcast" in r.getMessage()]
+    assert [r.getMessage().split()[2] for r in refusals] == ["100", "101"]
+
+
 def test_a_node_that_goes_away_is_nodedown_and_totem_confchg_follows(nodes: CpgNodes) -> None:
     a = nodes.connect(1, pid=100)
     c = nodes.connect(3, pid=300)

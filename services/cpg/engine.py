@@ -45,13 +45,13 @@ or a sync runs, so they never overtake multicasts accepted before them.
 from __future__ import annotations
 
 import itertools
-import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar
 
+from pycorosync.exec.logsys import subsys_logger
 from pycorosync.exec.totem.events import ConfigKind, RingId
 from pycorosync.lib import cpg_wire as wire
 from pycorosync.lib.cpg_wire import (
@@ -94,7 +94,7 @@ from pycorosync.services.cpg.outbox import Outbox
 
 __all__ = ["CpgEngine", "JoinState"]
 
-log = logging.getLogger(__name__)
+log = subsys_logger("CPG")
 
 HELD_PER_CONN_MAX = 1024
 """Multicasts one connection may have waiting in the outbox (see :mod:`.outbox`)."""
@@ -137,6 +137,8 @@ class CpgEngine:
         self._api: ExecutiveApi | None = None
         self.table = ProcessTable()
         self._conns: dict[ClientConnection, _Conn] = {}
+        self._refused: set[ClientConnection] = set()
+        """Connections told once that their mcast is refused (a sender loops on it)."""
         self._outbox = Outbox(HELD_PER_CONN_MAX)
         self._retry: TimerHandle | None = None
         self._syncing = True
@@ -196,6 +198,7 @@ class CpgEngine:
             self._notify_flow_control(conn, self._conns[conn])
 
     def lib_exit(self, conn: ClientConnection) -> None:
+        self._refused.discard(conn)
         state = self._conns.pop(conn, None)
         if state is None or state.group is None or state.state is JoinState.LEAVE_STARTED:
             return
@@ -264,7 +267,13 @@ class CpgEngine:
             log.warning("Dropping a malformed mcast from pid %d: %s", conn.pid, error)
             return
         if state is None or state.group is None or state.state not in _SENDING:
-            log.warning("Client pid %d can't mcast: it is not in a group", conn.pid)
+            if conn not in self._refused:
+                self._refused.add(conn)
+                log.warning(
+                    "Client pid %d can't mcast: it is not in a group (not logged again for "
+                    "this connection)",
+                    conn.pid,
+                )
             return
         if len(message) > MAX_ATOMIC_MSG_SIZE:
             log.warning("Dropping a %d byte mcast from pid %d: too big", len(message), conn.pid)
