@@ -650,6 +650,11 @@ class Srp:
             self.stats.continuous_gather = 0
         self.stats.gather_entered += 1
         self._log(logging.DEBUG, f"entering GATHER state from {was.name} ({reason}).")
+        if was is State.COMMIT or was is State.RECOVERY:
+            # The failed set of the attempt that was abandoned is stale: its excluded nodes
+            # may well be reachable now, and carrying it into the next attempt makes every
+            # node it reaches exclude them too (two halves then keep forming side by side).
+            self._failed = set()
         self._state = State.GATHER
         self._token_held = False
         self._proc.add(self._id)
