@@ -29,6 +29,7 @@ CI_SEEDS = range(80)
 """The fixed CI range (DESIGN.md: deterministic CI; wider sweeps run outside CI)."""
 CHUNK = 20
 
+
 def _run(seed: int, coordinator: CoordinatorFactory = SyncCoordinator) -> SyncSimResult:
     return run_sync_seed(seed, nodes_for_seed(seed, 3, 7), ALL_FAULTS, coordinator=coordinator)
 
