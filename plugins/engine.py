@@ -50,7 +50,7 @@ from pycorosync.exec.cmap_owner import CmapAdjust, CmapDelete, CmapSet, CmapWrit
 from pycorosync.exec.icmap_tracking import TrackCallback
 from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
 from pycorosync.lib.cmap_types import CmapEntry, CmapValue, ValueType
-from pycorosync.lib.errors import CsErrorCode
+from pycorosync.lib.errors import CsError, CsErrorCode
 
 __all__ = [
     "ENGINE_NAME_PATTERN",
@@ -71,6 +71,7 @@ __all__ = [
     "SendStatus",
     "ServiceEngine",
     "TimerHandle",
+    "answer",
 ]
 
 SERVICE_ID_MAX = 0xFFFF
@@ -346,3 +347,16 @@ class ServiceEngine(Protocol):
     def sync_abort(self) -> None:
         """A new configuration interrupted the round: discard the partial sync state."""
         ...
+
+
+def answer(
+    api: ExecutiveApi, conn: ClientConnection, message_id: int, build: Callable[[], bytes]
+) -> None:
+    """Reply to a client request with ``build()``'s body or, when it raises a ``CsError``,
+    with an empty body and that error's code: the shape of most lib handlers."""
+    try:
+        body = build()
+    except CsError as error:
+        api.reply(conn, message_id, b"", error.code)
+        return
+    api.reply(conn, message_id, body)

@@ -58,6 +58,7 @@ from pycorosync.plugins.engine import (
     FlowControl,
     LibHandler,
     SendStatus,
+    answer,
 )
 
 __all__ = ["CmapEngine"]
@@ -139,7 +140,7 @@ class CmapEngine:
     # Reads --------------------------------------------------------------------------------
 
     def _lib_get(self, conn: ClientConnection, payload: bytes) -> None:
-        self._answer(conn, Res.GET, lambda: wire.encode_entry(self._get(conn, payload)))
+        answer(self.api, conn, Res.GET, lambda: wire.encode_entry(self._get(conn, payload)))
 
     def _get(self, conn: ClientConnection, payload: bytes) -> CmapEntry:
         key = wire.decode_key(payload)
@@ -158,7 +159,7 @@ class CmapEngine:
             self._state(conn).iterators[handle] = scan
             return wire.encode_handle(handle)
 
-        self._answer(conn, Res.ITER_INIT, start)
+        answer(self.api, conn, Res.ITER_INIT, start)
 
     def _lib_iter_next(self, conn: ClientConnection, payload: bytes) -> None:
         def step() -> bytes:
@@ -168,7 +169,7 @@ class CmapEngine:
             key, entry = found
             return wire.encode_iter_next(wire.IterNextReply(key, entry.length, int(entry.vtype)))
 
-        self._answer(conn, Res.ITER_NEXT, step)
+        answer(self.api, conn, Res.ITER_NEXT, step)
 
     def _lib_iter_finalize(self, conn: ClientConnection, payload: bytes) -> None:
         def finish() -> bytes:
@@ -176,7 +177,7 @@ class CmapEngine:
             del self._state(conn).iterators[wire.decode_handle(payload)]
             return b""
 
-        self._answer(conn, Res.ITER_FINALIZE, finish)
+        answer(self.api, conn, Res.ITER_FINALIZE, finish)
 
     def _iterator(self, conn: ClientConnection, payload: bytes) -> Iterator[tuple[str, CmapEntry]]:
         handle = wire.decode_handle(payload)
@@ -198,7 +199,7 @@ class CmapEngine:
             self._state(conn).trackers[handle] = request.cookie
             return wire.encode_handle(handle)
 
-        self._answer(conn, Res.TRACK_ADD, add)
+        answer(self.api, conn, Res.TRACK_ADD, add)
 
     def _lib_track_delete(self, conn: ClientConnection, payload: bytes) -> None:
         def delete() -> bytes:
@@ -209,7 +210,7 @@ class CmapEngine:
             self.api.cmap_track_delete(handle)
             return wire.encode_handle(cookie)
 
-        self._answer(conn, Res.TRACK_DELETE, delete)
+        answer(self.api, conn, Res.TRACK_DELETE, delete)
 
     def _notifier(
         self, conn: ClientConnection, cookie: int
@@ -233,7 +234,7 @@ class CmapEngine:
             state.cmap_map = cmap_map
             return b""
 
-        self._answer(conn, Res.SET_CURRENT_MAP, switch)
+        answer(self.api, conn, Res.SET_CURRENT_MAP, switch)
 
     # Writes: answered when the owner's verdict comes back -------------------------------
 
@@ -272,14 +273,6 @@ class CmapEngine:
         if state is None:
             raise BadHandleError("the connection is not open")
         return state
-
-    def _answer(self, conn: ClientConnection, response: Res, build: Callable[[], bytes]) -> None:
-        try:
-            body = build()
-        except CsError as error:
-            self.api.reply(conn, response, b"", error.code)
-            return
-        self.api.reply(conn, response, body)
 
     lib_handlers: ClassVar[Mapping[int, LibHandler[CmapEngine]]] = {
         wire.CmapRequestId.SET: LibHandler(_lib_set, FlowControl.REQUIRED),

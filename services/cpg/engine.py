@@ -87,6 +87,7 @@ from pycorosync.plugins.engine import (
     LibHandler,
     SendStatus,
     TimerHandle,
+    answer,
 )
 from pycorosync.services.cpg.groups import ProcessTable
 from pycorosync.services.cpg.merge import GroupChange, JoinEntry, LeaveEntry, merge
@@ -230,7 +231,7 @@ class CpgEngine:
             state.state = JoinState.JOIN_STARTED
             return b""
 
-        self._answer(conn, CpgRequestId.JOIN, join)
+        answer(self.api, conn, CpgRequestId.JOIN, join)
 
     def _check_joinable(self, state: _Conn, group: bytes, pid: int) -> None:
         if any(c.group == group and c.pid == pid for c in self._conns.values()):
@@ -256,7 +257,7 @@ class CpgEngine:
             state.state = JoinState.LEAVE_STARTED
             return b""
 
-        self._answer(conn, CpgRequestId.LEAVE, leave)
+        answer(self.api, conn, CpgRequestId.LEAVE, leave)
 
     def _lib_mcast(self, conn: ClientConnection, payload: bytes) -> None:
         # One-way: nobody waits for an answer, so a refusal can only be logged.
@@ -284,14 +285,14 @@ class CpgEngine:
         def members() -> bytes:
             return wire.encode_members(self.table.members(wire.decode_group(payload)))
 
-        self._answer(conn, CpgRequestId.MEMBERSHIP, members)
+        answer(self.api, conn, CpgRequestId.MEMBERSHIP, members)
 
     def _lib_local_get(self, conn: ClientConnection, payload: bytes) -> None:
         def local() -> bytes:
             wire.decode_empty(payload)
             return wire.encode_nodeid(self.api.nodeid)
 
-        self._answer(conn, CpgRequestId.LOCAL_GET, local)
+        answer(self.api, conn, CpgRequestId.LOCAL_GET, local)
 
     def _lib_iteration_initialize(self, conn: ClientConnection, payload: bytes) -> None:
         def start() -> bytes:
@@ -300,7 +301,7 @@ class CpgEngine:
             self._state(conn).iterations[handle] = snapshot
             return wire.encode_handle(handle)
 
-        self._answer(conn, CpgRequestId.ITERATION_INITIALIZE, start)
+        answer(self.api, conn, CpgRequestId.ITERATION_INITIALIZE, start)
 
     def _iteration_snapshot(
         self, iteration_type: int, group: bytes | None
@@ -324,7 +325,7 @@ class CpgEngine:
                 raise NoSectionsError("no more entries")
             return wire.encode_description(entries.popleft())
 
-        self._answer(conn, CpgRequestId.ITERATION_NEXT, step)
+        answer(self.api, conn, CpgRequestId.ITERATION_NEXT, step)
 
     def _lib_iteration_finalize(self, conn: ClientConnection, payload: bytes) -> None:
         def finish() -> bytes:
@@ -332,7 +333,7 @@ class CpgEngine:
             del self._state(conn).iterations[wire.decode_handle(payload)]
             return b""
 
-        self._answer(conn, CpgRequestId.ITERATION_FINALIZE, finish)
+        answer(self.api, conn, CpgRequestId.ITERATION_FINALIZE, finish)
 
     def _iteration(self, conn: ClientConnection, payload: bytes) -> deque[IterationDescription]:
         entries = self._state(conn).iterations.get(wire.decode_handle(payload))
@@ -346,7 +347,7 @@ class CpgEngine:
             self._state(conn).finalized = True  # no more callbacks; lib_exit cleans up
             return b""
 
-        self._answer(conn, CpgRequestId.FINALIZE, finalize)
+        answer(self.api, conn, CpgRequestId.FINALIZE, finalize)
 
     # Executive messages, in agreed order ----------------------------------------------------
 
@@ -559,14 +560,6 @@ class CpgEngine:
         if state is None:
             raise BadHandleError("the connection is not open")
         return state
-
-    def _answer(self, conn: ClientConnection, request: int, build: Callable[[], bytes]) -> None:
-        try:
-            body = build()
-        except CsError as error:
-            self.api.reply(conn, request, b"", error.code)
-            return
-        self.api.reply(conn, request, body)
 
     lib_handlers: ClassVar[Mapping[int, LibHandler[CpgEngine]]] = {
         CpgRequestId.JOIN: LibHandler(_lib_join, FlowControl.REQUIRED),
