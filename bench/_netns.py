@@ -19,9 +19,11 @@ from the daemons' own ``timestamp: hires`` log lines, which both write in the sa
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import glob
+import json
 import os
 import re
 import shutil
@@ -30,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -411,6 +413,27 @@ def guarded(res: Resources, budget: float) -> Iterator[None]:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         res.release()
+
+
+def run_measured(
+    name: str,
+    args: argparse.Namespace,
+    measure: Callable[[argparse.Namespace, Resources], dict[str, object]],
+) -> int:
+    """The entry of every netns bench: root and the tools checked, every resource released
+    however the run ends, one JSON object printed; 0 only when the run recorded no error."""
+    if os.geteuid() != 0:
+        print(f"{name} needs root (ip netns, mount --bind)", file=sys.stderr)
+        return 2
+    needs = [KEYGEN] + ([COROSYNC] if args.only != "pycorosync" else [])
+    if missing := [tool for tool in needs if not os.access(tool, os.X_OK)]:
+        print(f"not installed: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    res = Resources(keep=Path(args.keep_logs) if args.keep_logs else None)
+    with guarded(res, args.budget):
+        result = measure(args, res)
+    print(json.dumps(result, indent=2))
+    return 0 if not result["errors"] else 1
 
 
 def versions() -> dict[str, str]:

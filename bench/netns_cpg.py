@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import resource
 import shutil
@@ -59,7 +58,6 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _netns import (
-    COROSYNC,
     DAEMONS,
     KEYGEN,
     NODES,
@@ -67,10 +65,10 @@ from _netns import (
     Node,
     Resources,
     build_topology,
-    guarded,
     parse_stamp,
     render_config,
     run,
+    run_measured,
     say,
     summarize,
     versions,
@@ -658,18 +656,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("netns_cpg.py needs root (ip netns, mount --bind)", file=sys.stderr)
-        return 2
-    needs = [KEYGEN] + ([COROSYNC] if args.only != "pycorosync" else [])
-    if missing := [tool for tool in needs if not os.access(tool, os.X_OK)]:
-        print(f"not installed: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    res = Resources(keep=Path(args.keep_logs) if args.keep_logs else None)
-    with guarded(res, args.budget):
-        result = measure(args, res)
-    print(json.dumps(result, indent=2))
-    return 0 if not result["errors"] else 1
+    return run_measured("netns_cpg.py", args, measure)
 
 
 if __name__ == "__main__":

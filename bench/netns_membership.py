@@ -33,7 +33,6 @@ errors and signals.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -63,12 +62,12 @@ from _netns import (
     Resources,
     build_topology,
     first_at,
-    guarded,
     members_lines,
     membership_changes,
     parse_stamp,
     render_config,
     run,
+    run_measured,
     say,
     summarize,
     versions,
@@ -221,16 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dwell", type=float, default=1.0, help="full ring → kill -9 (1.0 s)")
     parser.add_argument("--budget", type=float, default=240.0, help="whole run, seconds (240)")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        parser.error("needs root (ip netns, mount --bind)")
-    for tool in (COROSYNC, KEYGEN):
-        if (args.only != "pycorosync" or tool == KEYGEN) and not os.access(tool, os.X_OK):
-            parser.error(f"{tool} is not installed")
-    res = Resources(keep=Path(args.keep_logs) if args.keep_logs else None)
-    with guarded(res, args.budget):
-        result = measure(args, res)
-    print(json.dumps(result, indent=2))
-    return 0 if not result["errors"] else 1
+    return run_measured("netns_membership.py", args, measure)
 
 
 if __name__ == "__main__":
