@@ -120,11 +120,9 @@ class Executive:
         self._local_services = sorted(s for plan in self._plans for s in plan.services)
         self.pg = self._new_pg()
         self.sync = SyncCoordinator(self._local_services)
-        self.ready = asyncio.Event()
-        self.synced_rounds = 0
+        self._told_ready = False
         self._stopping = False
         self._budget_timer: asyncio.TimerHandle | None = None
-        self.restarts = 0
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -158,13 +156,13 @@ class Executive:
         pg.join(SYNC_GROUP)
         return pg
 
-    async def start(self) -> None:
+    def start(self) -> None:
         for plan in self._plans:
-            await self._start_worker(plan)
+            self._start_worker(plan)
         self._arm_budget_check()
         self._push_stats()
 
-    async def _start_worker(self, plan: WorkerPlan) -> WorkerLink:
+    def _start_worker(self, plan: WorkerPlan) -> WorkerLink:
         link = WorkerLink(plan, self._settings, self._loop, self._on_record, self._on_exit)
         link.send(Init(self.core.nodeid, encode_snapshot(self.store.snapshot())), Lane.SYNC)
         self.links.append(link)
@@ -212,13 +210,18 @@ class Executive:
         self._run_sync()
 
     def after_step(self) -> None:
-        """Once per Totem wake-up: retry held multicasts, emit staged frames."""
+        """Before every output round of a Totem wake-up (the token path): retry held
+        multicasts, emit staged frames."""
+        if self._held:
+            self._retry_held()
+        self.pg.flush()
+
+    def _retry_held(self) -> None:
         for link, request in list(self._held.items()):
             if not self._mcast(request):
                 break
             del self._held[link]
             link.resume()
-        self.pg.flush()
 
     # -- sync --------------------------------------------------------------------------------
 
@@ -261,10 +264,9 @@ class Executive:
             self.core.release_app()
         for link in self.links:
             link.send(SyncStep(SyncStepKind.COMPLETE, -1, ring_id), Lane.SYNC)
-        self.synced_rounds += 1
         log.log(NOTICE, "Completed service synchronization, ready to provide service.")
-        if not self.ready.is_set():
-            self.ready.set()
+        if not self._told_ready:
+            self._told_ready = True
             self._notify_ready()
 
     # -- from workers ------------------------------------------------------------------------
@@ -370,10 +372,9 @@ class Executive:
             ", ".join(link.plan.names),
             code,
         )
-        self._loop.create_task(self._restart(link))
+        self._loop.call_soon(self._restart, link)  # not from inside the link's own callback
 
-    async def _restart(self, dead: WorkerLink) -> None:
-        self.restarts += 1
+    def _restart(self, dead: WorkerLink) -> None:
         self.links.remove(dead)
         # A fresh core, totempg and sync round for the whole node: leaving and joining again
         # makes every engine on every node resynchronise through the normal sync path.
@@ -383,7 +384,7 @@ class Executive:
         self._held.clear()
         for link in self.links:
             link.resume()
-        await self._start_worker(dead.plan)
+        self._start_worker(dead.plan)
         self._replace_core(self.core)
 
     async def shutdown(self) -> None:

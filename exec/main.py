@@ -286,7 +286,7 @@ async def _serve_until_stopped(
         os.chdir(dirs.state_dir)
         node = config.local.require()
         try:
-            totem, executive = await _start_totem(
+            totem, executive = _start_totem(
                 config, registry=registry, node=node, dirs=dirs, protection=protection, store=store
             )
         except StartupError as error:
@@ -309,7 +309,7 @@ async def _serve_until_stopped(
         lock.release()
 
 
-async def _start_totem(
+def _start_totem(
     config: LoadedConfig,
     *,
     registry: ServiceRegistry,
@@ -364,7 +364,7 @@ async def _start_totem(
     )
     if executive is not None:
         executive.attach(process.flush, process.replace_core, process.figures)
-        await executive.start()
+        executive.start()
     process.start()
     return process, executive
 
