@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from pycorosync.exec.nodelist import NodeAddress
+from pycorosync.exec.totem.core_api import Send
+from pycorosync.exec.totem.events import Delivery, PersistRingSeq, RingId, TotemEvent
 from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.totem.srp_config import SrpConfig
 from pycorosync.exec.totemconfig import CryptoConfig
@@ -200,3 +202,87 @@ def test_the_runtime_logs_sends_that_fail(tmp_path: Path, caplog: pytest.LogCapt
     lines = [r.getMessage() for r in caplog.records if "Cannot send" in r.getMessage()]
     assert lines
     assert "EBADF" in lines[0]
+
+
+class _ScriptedCore:
+    """A core whose first output is a new ring's seq, a datagram, and a delivery."""
+
+    nodeid = 1
+
+    def __init__(self) -> None:
+        self._output: tuple[list[Send], list[TotemEvent]] = (
+            [Send(2, b"token")],
+            [
+                PersistRingSeq(seq=8),
+                Delivery(sender=2, ring_id=RingId(8, 1), seq=1, payload=b"m"),
+            ],
+        )
+
+    def start(self, now: float) -> None: ...
+
+    def leave(self, now: float) -> None: ...
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def take_output(self) -> tuple[list[Send], list[TotemEvent]]:
+        output, self._output = self._output, ([], [])
+        return output
+
+
+class _Journal:
+    """Records, in one list, the ring seq saved, the datagrams sent and the deliveries."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.entries: list[str] = []
+        self.stats = NetStats()
+        self.nodeid = 1
+        journal = self.entries
+
+        class Store(RingSeqFile):
+            def save(self, seq: int) -> None:
+                journal.append(f"saved {seq}")
+
+        self.store = Store(str(tmp_path), 1)
+
+    def filenos(self) -> tuple[int, ...]:
+        return ()
+
+    def send(self, nodeid: int, data: bytes) -> None:
+        self.entries.append(f"sent to {nodeid}")
+
+    def broadcast(self, data: bytes) -> None:
+        self.entries.append("broadcast")
+
+    def read_batch(self) -> list[Datagram]:
+        return []
+
+    def on_delivery(self, delivery: Delivery) -> None:
+        self.entries.append(f"delivered {delivery.payload!r}")
+
+    def on_config_change(self, change: object) -> None: ...
+
+    def after_step(self) -> None: ...
+
+
+def test_the_ring_seq_is_saved_then_the_token_leaves_before_deliveries_go_up(
+    tmp_path: Path,
+) -> None:
+    config = CryptoConfig(cipher="none", hash="none", model="nss", keyfile="", key=None)
+    journal = _Journal(tmp_path)
+
+    async def run() -> None:
+        process = TotemProcess(
+            loop=asyncio.get_running_loop(),
+            core=_ScriptedCore(),  # type: ignore[arg-type]
+            transport=journal,
+            protection=PacketCrypto(config, None, 1, (1, 2), boot_id=1),
+            ring_seq=journal.store,
+            token_ms=1000,
+            notify=lambda state: None,
+            listener=journal,
+        )
+        process.start()
+
+    asyncio.run(run())
+    assert journal.entries == ["saved 8", "sent to 2", "delivered b'm'"]
