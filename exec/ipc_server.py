@@ -18,8 +18,9 @@ hosts (Corosync's one libqb server per engine) and turns client frames into call
 * **Back-pressure.** :meth:`pause_reading` stops reading every client (the host calls it
   during sync or when its ring towards the Totem process is full); requests already received
   stay queued, bounded by what one read returns, and are delivered on :meth:`resume_reading`.
-* **Bounded output.** Replies and notifications go straight to the socket; a client whose
-  queued output passes ``max_outbound_bytes`` is disconnected (see ``exec/ipc_session.py``).
+* **Bounded output.** Replies and notifications go straight to the socket. A client that
+  reads nothing for ``stall_seconds`` while more than ``stall_bytes`` wait for it, or that
+  falls ``max_outbound_bytes`` behind, is disconnected (see ``exec/ipc_session.py``).
 * **Goodbye.** However a connection ends — the client closes, the host calls
   :meth:`disconnect`, a malformed frame, a client that does not read, :meth:`close` — the host
   hears :meth:`IpcHost.disconnected` exactly once for every connection it accepted.
@@ -74,9 +75,16 @@ class IpcHost(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class IpcLimits:
-    max_outbound_bytes: int = 4 * 1024 * 1024
+    max_outbound_bytes: int = 256 * 1024 * 1024
     """Output queued in the worker for one client beyond what its socket holds; over it the
-    client is disconnected. Keep it above the largest frame the host sends."""
+    client is disconnected at once, reading or not: the worker's memory stays bounded."""
+    stall_bytes: int = 4 * 1024 * 1024
+    """Above this much queued output a client must keep reading: Corosync never drops an event
+    for a slow client, so a client that reads, however slowly, keeps its connection up to
+    ``max_outbound_bytes``. Keep it above the largest frame the host sends."""
+    stall_seconds: float = 10.0
+    """A client above ``stall_bytes`` that has read nothing for this long is not reading and
+    is disconnected."""
     max_inbound_frame: int = DEFAULT_MAX_BODY
     """Largest request body accepted (Corosync's 1 MiB plus slack); larger is refused."""
     max_outbound_frame: int = DEFAULT_MAX_BODY
@@ -239,6 +247,8 @@ class IpcServer:
             service,
             max_body=self._limits.max_inbound_frame,
             max_outbound_bytes=self._limits.max_outbound_bytes,
+            stall_bytes=self._limits.stall_bytes,
+            stall_seconds=self._limits.stall_seconds,
             max_pending_requests=self._limits.max_pending_requests,
         )
         self._unadmitted.add(session)

@@ -21,9 +21,13 @@ one-way, serial 0) is dropped. A client may
 hold at most ``max_pending_requests`` unanswered; beyond that a request is answered
 ``CS_ERR_TRY_AGAIN`` without reaching the host, so that this table is bounded too.
 
-Output goes straight to the transport. After each write the transport's buffer is checked;
-a client whose buffer exceeds ``max_outbound_bytes`` is not reading, and is aborted (its
-buffer dropped) rather than let the worker's memory grow.
+Output goes straight to the transport. A slow client is not a broken one: Corosync queues
+events for it without limit, and a reader that falls behind a burst catches up later. So a
+buffer above ``stall_bytes`` only starts a watch, which every ``stall_seconds / 4`` compares
+the bytes the kernel has taken off the buffer (written so far minus still buffered) with the
+last look; a client that has taken nothing for ``stall_seconds`` is not reading and is aborted
+(its buffer dropped). Memory stays bounded all the same: a client more than
+``max_outbound_bytes`` behind is aborted at once.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class IpcSession(asyncio.Protocol):
         *,
         max_body: int,
         max_outbound_bytes: int,
+        stall_bytes: int,
+        stall_seconds: float,
         max_pending_requests: int,
     ) -> None:
         self.owner = owner
@@ -80,6 +86,14 @@ class IpcSession(asyncio.Protocol):
         self.conn: ClientConnection | None = None
         """Set once the host accepted the connection."""
         self._max_outbound = max_outbound_bytes
+        self._stall_bytes = stall_bytes
+        self._stall_seconds = stall_seconds
+        self._written = 0
+        """Bytes handed to the transport so far."""
+        self._watch: asyncio.TimerHandle | None = None
+        self._taken = 0
+        """What the kernel had taken off the buffer (written - buffered) at the last look."""
+        self._taken_at = 0.0
         self._max_pending = max_pending_requests
         self._decoder = FrameDecoder(max_body, _REQUESTS_ONLY)
         self._transport: asyncio.Transport | None = None
@@ -111,6 +125,7 @@ class IpcSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._stop_watch()
         self.owner.forget(self)
 
     # -- used by the server ------------------------------------------------------------
@@ -173,20 +188,46 @@ class IpcSession(asyncio.Protocol):
         corked, self._corked, self._corked_bytes = self._corked, [], 0
         if self._closing or self._transport is None or not corked:
             return
-        self._transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+        data = corked[0] if len(corked) == 1 else b"".join(corked)
+        self._transport.write(data)
+        self._written += len(data)
         self._check_bound(self._transport.get_write_buffer_size())
 
     def _check_bound(self, size: int) -> None:
         self.owner.note_buffered(size)
         if size > self._max_outbound:
-            log.warning(
-                "Disconnecting client %s (pid %s) of %s: it is not reading (%d bytes queued)",
-                self._conn_id_text(),
-                self._pid_text(),
-                self.service,
-                size,
-            )
-            self.abort()
+            self._disconnect_lagging(f"it is {size} bytes behind")
+        elif size > self._stall_bytes and self._watch is None:
+            loop = asyncio.get_running_loop()
+            self._taken, self._taken_at = self._written - size, loop.time()
+            self._watch = loop.call_later(self._stall_seconds / 4, self._look_for_progress)
+
+    def _look_for_progress(self) -> None:
+        self._watch = None
+        if self._closing or self._transport is None:
+            return
+        size = self._transport.get_write_buffer_size()
+        if size <= self._stall_bytes:
+            return  # caught up: the next write over the mark starts a new watch
+        loop = asyncio.get_running_loop()
+        taken = self._written - size
+        if taken > self._taken:
+            self._taken, self._taken_at = taken, loop.time()
+        elif loop.time() - self._taken_at >= self._stall_seconds:
+            idle = loop.time() - self._taken_at
+            self._disconnect_lagging(f"it is not reading ({size} bytes queued, {idle:.0f} s)")
+            return
+        self._watch = loop.call_later(self._stall_seconds / 4, self._look_for_progress)
+
+    def _disconnect_lagging(self, why: str) -> None:
+        log.warning(
+            "Disconnecting client %s (pid %s) of %s: %s",
+            self._conn_id_text(),
+            self._pid_text(),
+            self.service,
+            why,
+        )
+        self.abort()
 
     def respond(self, message_id: int, body: bytes, error: CsErrorCode) -> None:
         serial = self._take_serial(message_id)
@@ -204,6 +245,7 @@ class IpcSession(asyncio.Protocol):
 
     def abort(self) -> None:
         self._closing = True
+        self._stop_watch()
         self._corked, self._corked_bytes = [], 0
         if self._transport is not None:
             self._transport.abort()
@@ -219,6 +261,11 @@ class IpcSession(asyncio.Protocol):
         self.close_after(Frame(FrameKind.RESPONSE, 0, b"", 0, exc.code))
 
     # -- internals ---------------------------------------------------------------------
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def _take(self, frame: Frame) -> None:
         if frame.serial:

@@ -23,9 +23,11 @@ Where we differ from Corosync 3.x, by design (DESIGN.md):
 * crypto is ours on every transport, so udp/udpu may encrypt, and nothing set means
   ``aes256`` + ``sha256`` (secure by default); a cipher without a hash is refused as Corosync
   refuses it, and so is a ``secauth`` other than ``on``/``off`` (Corosync reads it as off);
-* ``knet`` runs on our own unicast UDP links: its default ``netmtu`` is 1500 like udp/udpu,
-  because those links have no fragmentation layer of their own (libknet's 65536 relies on one);
-  ``netmtu`` must be 576..65535;
+* ``knet`` runs on our own unicast UDP links. Its default ``netmtu`` is Corosync's 65536, so
+  a Totem frame can carry up to about 64 KiB of packed messages; where libknet fragments such a
+  frame itself, ours goes out as one UDP datagram that the kernel fragments to the path MTU
+  and the receiver's kernel reassembles (a lost fragment loses the frame, which Totem
+  retransmits like any lost frame). ``netmtu`` must be 576..65536;
 * links beyond 0 are accepted and recorded (:attr:`TotemConfig.unused_links`); only link 0
   carries traffic until redundant links exist;
 * an effective token above 3579139412 ms (where 1.2 * token leaves 32 bits) is refused rather
@@ -54,7 +56,7 @@ PROCESSOR_COUNT_MAX = 384
 KNET_MAX_HOST = 65536
 LINK_MODE_MAX_LEN = 64
 MAXIMUM_TOKEN_MS = int(0xFFFFFFFF / 1.2)
-NETMTU_RANGE = (576, 65535)
+NETMTU_RANGE = (576, 65536)
 DEFAULT_KEYFILE = "/etc/corosync/authkey"
 KEY_LEN_MIN = 128
 KEY_LEN_MAX = 4096
@@ -75,7 +77,7 @@ class LinkMode(StrEnum):
     RR = "rr"
 
 
-_NETMTU_DEFAULT = {Transport.UDPU: 1500, Transport.UDP: 1500, Transport.KNET: 1500}
+_NETMTU_DEFAULT = {Transport.UDPU: 1500, Transport.UDP: 1500, Transport.KNET: 65536}
 
 
 @dataclass(frozen=True, slots=True)

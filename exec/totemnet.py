@@ -42,10 +42,17 @@ from pycorosync.exec.ipaddr import Address
 from pycorosync.exec.nodelist import NodeAddress, Nodelist
 from pycorosync.exec.totemconfig import TotemConfig, Transport
 
-SOCKET_BUFFER_BYTES: Final = 2 << 20
-"""SO_RCVBUF/SO_SNDBUF asked for (the kernel may grant less; it doubles what it grants)."""
+SOCKET_BUFFER_BYTES: Final = 8 << 20
+"""SO_RCVBUF/SO_SNDBUF asked for (the kernel may grant less; it doubles what it grants).
+
+A rotation may bring ``window_size`` (50) frames of up to 64 KiB (knet's netmtu), each a
+datagram the kernel reassembles from MTU-sized fragments whose buffers it also charges: about
+5 MiB that must wait in the receive buffer while the Totem process works through the token."""
 READ_BATCH_MAX: Final = 1024
 """Datagrams read per wake-up at most; the rest wait for the next one (the socket stays ready)."""
+_SO_RCVBUFFORCE: Final = getattr(socket, "SO_RCVBUFFORCE", 33)
+_SO_SNDBUFFORCE: Final = getattr(socket, "SO_SNDBUFFORCE", 32)
+"""Linux's option numbers (asm-generic/socket.h), for Pythons whose socket module lacks them."""
 MAX_DATAGRAM: Final = 65535
 """No UDP payload is larger; a read buffer of this size never truncates."""
 
@@ -103,9 +110,17 @@ def configure_socket(sock: socket.socket, buffer_bytes: int) -> None:
     sock.setblocking(False)
     if sock.family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        with contextlib.suppress(OSError):  # best effort: the kernel's default stays
-            sock.setsockopt(socket.SOL_SOCKET, option, buffer_bytes)
+    for forced, option in (
+        (_SO_RCVBUFFORCE, socket.SO_RCVBUF),
+        (_SO_SNDBUFFORCE, socket.SO_SNDBUF),
+    ):
+        # The FORCE options pass net.core.[rw]mem_max (it needs CAP_NET_ADMIN, which a
+        # daemon run as root has); otherwise the kernel caps the plain option at that limit.
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, buffer_bytes)
+        except OSError:
+            with contextlib.suppress(OSError):  # best effort: the kernel's default stays
+                sock.setsockopt(socket.SOL_SOCKET, option, buffer_bytes)
 
 
 def send_datagram(sock: socket.socket, data: bytes, dest: SockAddr, stats: NetStats) -> None:

@@ -210,6 +210,53 @@ def test_a_client_that_does_not_read_is_disconnected_and_memory_stays_bounded(
         served.stop()
 
 
+STALL_LIMITS = IpcLimits(max_outbound_bytes=64 << 20, stall_bytes=OUTBOUND_LIMIT, stall_seconds=1.0)
+
+
+def test_a_slow_client_that_keeps_reading_gets_every_event(run_dir: str) -> None:
+    served = ServerThread(run_dir, limits=STALL_LIMITS)
+    try:
+        slow = _client(run_dir, "spam")
+        count = 4000
+        slow.send(1, msgpack.packb([count, 1024]))  # 4 MiB queued at once, far over the mark
+        received: list[int] = []
+
+        def take(message_id: int, payload: bytes) -> None:
+            received.append(struct.unpack_from("<I", payload)[0])
+
+        while len(received) < count:
+            # A reader slower than the stream: a short pause every 100 events. The kernel's
+            # socket buffers hold megabytes, so the server sees it take bytes only in steps.
+            if received and len(received) % 100 == 0:
+                threading.Event().wait(0.02)
+            slow.dispatch(DispatchFlag.ONE, take)
+        assert received == list(range(count))
+        assert served.server.peak_buffered_bytes > OUTBOUND_LIMIT
+        assert all(c.conn_id != slow.conn_id for c in served.host.gone)
+        slow.finalize()
+    finally:
+        served.stop()
+
+
+def test_a_client_that_stops_reading_is_disconnected_after_the_stall_time(
+    run_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pycorosync.IPC")
+    served = ServerThread(run_dir, limits=STALL_LIMITS)
+    try:
+        stalled, healthy = _client(run_dir, "spam"), _client(run_dir)
+        stalled.send(1, msgpack.packb([20_000, 1024]))  # 20 MiB: over the mark, under the cap
+        served.host.wait_for(lambda: any(c.conn_id == stalled.conn_id for c in served.host.gone))
+        assert served.server.peak_buffered_bytes < STALL_LIMITS.max_outbound_bytes
+        assert any("it is not reading" in r.getMessage() for r in caplog.records)
+        assert served.call(served.server.buffered_bytes) == 0
+        assert healthy.request(ECHO, b"unaffected") == b"unaffected"
+        stalled.finalize()
+        healthy.finalize()
+    finally:
+        served.stop()
+
+
 def test_reading_pauses_and_resumes(served: ServerThread) -> None:
     client = IpcClient("oneway", run_dir=served.server_dir, timeout=0.5)
     served.call(served.server.pause_reading)

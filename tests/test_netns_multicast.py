@@ -9,18 +9,14 @@ creates is removed at the end, also when it fails.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._loopback import DEADLINE_S, Cluster, Node, make_key, wait_until
+from tests._loopback import DEADLINE_S, Cluster, make_key, wait_until
+from tests._namespaces import NamespacedNode, ip, namespaces_unavailable, remove_namespaces
 
 pytestmark = pytest.mark.xdist_group("loopback")
 
@@ -30,83 +26,47 @@ BRIDGE = "pct6br0"
 VETH = "pct6"
 PORT = 15405
 GROUP = "ff15::98:1"
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-def _unavailable() -> str | None:
-    if os.getuid() != 0:
-        return "network namespaces need root"
-    if shutil.which("ip") is None:
-        return "iproute2 (ip) is not installed"
-    probe = _ip("netns", "add", "pct6-probe", check=False)
-    if probe.returncode != 0:
-        return f"cannot create a network namespace: {probe.stderr.strip()}"
-    _ip("netns", "del", "pct6-probe", check=False)
-    return None
-
-
-def _remove_namespaces() -> None:
-    existing = _ip("netns", "list", check=False).stdout.split()
-    for ns in (*NODE_NS, SWITCH_NS):
-        if ns in existing:
-            for pid in _ip("netns", "pids", ns, check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            _ip("netns", "del", ns, check=False)
+ALL_NS = (*NODE_NS, SWITCH_NS)
 
 
 @pytest.fixture
 def hosts() -> Iterator[None]:
-    reason = _unavailable()
+    reason = namespaces_unavailable("pct6-probe")
     if reason is not None:
         pytest.skip(reason)
-    _remove_namespaces()  # a leftover of an aborted run: only this test uses these names
+    remove_namespaces(ALL_NS)  # a leftover of an aborted run: these names are this test's
     try:
-        _ip("netns", "add", SWITCH_NS)
-        _ip("-n", SWITCH_NS, "link", "add", BRIDGE, "type", "bridge")
-        _ip("-n", SWITCH_NS, "link", "set", BRIDGE, "up")
+        ip("netns", "add", SWITCH_NS)
+        ip("-n", SWITCH_NS, "link", "add", BRIDGE, "type", "bridge")
+        ip("-n", SWITCH_NS, "link", "set", BRIDGE, "up")
         for i, ns in enumerate(NODE_NS, start=1):
-            _ip("netns", "add", ns)
-            _ip("link", "add", VETH, "netns", ns, "mtu", "1500", "type", "veth",
+            ip("netns", "add", ns)
+            ip("link", "add", VETH, "netns", ns, "mtu", "1500", "type", "veth",
                 "peer", "name", f"q{i}", "netns", SWITCH_NS)  # fmt: skip
-            _ip("-n", SWITCH_NS, "link", "set", f"q{i}", "master", BRIDGE)
-            _ip("-n", SWITCH_NS, "link", "set", f"q{i}", "up")
-            _ip("-n", ns, "addr", "add", f"fd00:98::{i}/64", "dev", VETH, "nodad")
-            _ip("-n", ns, "link", "set", VETH, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", SWITCH_NS, "link", "set", f"q{i}", "master", BRIDGE)
+            ip("-n", SWITCH_NS, "link", "set", f"q{i}", "up")
+            ip("-n", ns, "addr", "add", f"fd00:98::{i}/64", "dev", VETH, "nodad")
+            ip("-n", ns, "link", "set", VETH, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
         for i, ns in enumerate(NODE_NS, start=1):
             wait_until(
                 lambda ns=ns, i=i: (
-                    "state UP" in _ip("-n", ns, "link", "show", VETH).stdout
-                    and "forwarding" in _ip("-d", "-n", SWITCH_NS, "link", "show", f"q{i}").stdout
+                    "state UP" in ip("-n", ns, "link", "show", VETH).stdout
+                    and "forwarding" in ip("-d", "-n", SWITCH_NS, "link", "show", f"q{i}").stdout
                 ),
                 f"{ns}'s link",
             )
         yield
     finally:
-        _remove_namespaces()
-
-
-class NamespacedNode(Node):
-    """A node whose daemon runs inside its own network namespace."""
-
-    def start(self, env: dict[str, str] | None = None) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", NODE_NS[self.nodeid - 1], sys.executable, "-m",
-                 "pycorosync.exec.main", "-f", "-c", str(self.conf), "-n", str(self.nodeid)],
-                stdout=log,
-                stderr=log,
-                env=env,
-            )  # fmt: skip
+        remove_namespaces(ALL_NS)
 
 
 def test_three_nodes_form_one_ring_over_ipv6_multicast(hosts: None, base: Path) -> None:
     key = make_key(base / "authkey")
-    nodes = [NamespacedNode(i, f"fd00:98::{i}", PORT, base, key) for i in (1, 2, 3)]
+    nodes = [
+        NamespacedNode(i, f"fd00:98::{i}", PORT, base, key, namespace=NODE_NS[i - 1])
+        for i in (1, 2, 3)
+    ]
     group = (
         "    ip_version: ipv6\n"
         f"    interface {{\n        linknumber: 0\n        mcastaddr: {GROUP}\n"

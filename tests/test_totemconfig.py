@@ -83,6 +83,12 @@ def test_timers_by_node_count(count: int) -> None:
     assert totem.token_base_ms == 3000
 
 
+@pytest.mark.parametrize(("transport", "netmtu"), [("knet", 65536), ("udpu", 1500)])
+def test_netmtu_default_is_corosyncs_for_each_transport(transport: str, netmtu: int) -> None:
+    # knet frames of up to 64 KiB go out as one datagram each, fragmented by the kernel
+    assert load(f"  transport: {transport}\n").totem.netmtu == netmtu
+
+
 def test_fixed_defaults() -> None:
     totem = load().totem
     assert (totem.version, totem.transport, totem.ip_version, totem.link_mode) == (
@@ -105,7 +111,7 @@ def test_fixed_defaults() -> None:
         5,
     )
     assert (totem.window_size, totem.max_messages, totem.max_network_delay_ms) == (50, 17, 50)
-    assert (totem.heartbeat_failures_allowed, totem.netmtu, totem.ip_dscp) == (0, 1500, 0)
+    assert (totem.heartbeat_failures_allowed, totem.netmtu, totem.ip_dscp) == (0, 65536, 0)
     assert (totem.knet_pmtud_interval_s, totem.knet_mtu) == (30, 0)
     assert (totem.knet_compression_model, totem.knet_compression_level) == ("none", 0)
     assert totem.block_unlisted_ips is True
@@ -256,10 +262,10 @@ def test_udp_defaults_to_ipv4() -> None:
             "passive or rr.",
         ),
         ("  link_mode: " + "p" * 64 + "\n", "t.conf:3: totem.link_mode is too long"),
-        ("  netmtu: 100\n", "t.conf:3: The netmtu parameter (100) must be between 576 and 65535."),
+        ("  netmtu: 100\n", "t.conf:3: The netmtu parameter (100) must be between 576 and 65536."),
         (
-            "  netmtu: 65536\n",
-            "t.conf:3: The netmtu parameter (65536) must be between 576 and 65535.",
+            "  netmtu: 65537\n",
+            "t.conf:3: The netmtu parameter (65537) must be between 576 and 65536.",
         ),
         (
             "  crypto_cipher: aes128\n  crypto_hash: none\n",
