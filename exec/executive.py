@@ -179,14 +179,24 @@ class Executive:
         except PgWireError as error:
             log.warning("Discarded a frame from node %d: %s", delivery.sender, error)
             return
+        # One Deliver record per worker for the frame's engine messages; a sync message in
+        # between sends what came before it first, so every worker sees the frame's order.
+        batches: dict[WorkerLink, list[tuple[int, int, bytes]]] = {}
         for message in messages:
             if message.group == ENGINE_GROUP:
-                self._to_engine(message.sender, message.payload, message.guarantee)
+                self._route(message.sender, message.payload, batches)
             elif message.group == SYNC_GROUP:
+                self._send_batches(delivery, batches)
                 self.sync.deliver(message.sender, message.payload)
                 self._run_sync()
+        self._send_batches(delivery, batches)
 
-    def _to_engine(self, sender: int, payload: bytes, guarantee: Guarantee) -> None:
+    def _route(
+        self,
+        sender: int,
+        payload: bytes,
+        batches: dict[WorkerLink, list[tuple[int, int, bytes]]],
+    ) -> None:
         try:
             message = decode_service(payload)
         except PgWireError as error:
@@ -196,8 +206,18 @@ class Executive:
         if link is None:
             log.debug("Discarded a message for service %d, not loaded here", message.service)
             return
-        record = Deliver(message.service, message.function, sender, guarantee, message.body)
-        link.send(record, Lane.APP)
+        batch = batches.get(link)
+        if batch is None:
+            batch = batches[link] = []
+        batch.append((message.service, message.function, message.body))
+
+    @staticmethod
+    def _send_batches(
+        delivery: Delivery, batches: dict[WorkerLink, list[tuple[int, int, bytes]]]
+    ) -> None:
+        for link, batch in batches.items():
+            link.send(Deliver(delivery.sender, delivery.guarantee, tuple(batch)), Lane.APP)
+        batches.clear()
 
     def on_config_change(self, change: ConfigChange) -> None:
         self.pg.config_change(change)

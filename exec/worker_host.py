@@ -200,18 +200,18 @@ class WorkerHost:
         self._driver = SyncDriver(hosted.engine for hosted in self._hosted.values())
         self.send(Ready(self.services), Lane.SYNC)
 
-    def _deliver(self, message: Deliver) -> None:
-        hosted = self._hosted.get(message.service)
-        if hosted is None:
-            log.warning("Discarded a message for service %d, not hosted here", message.service)
-            return
-        entry = hosted.engine.exec_handlers.get(message.function)
-        if entry is None:
-            log.warning(
-                "Discarded unknown message %d for service %d", message.function, message.service
-            )
-            return
-        self._guard(hosted.engine, "exec handler", entry.handler, message.payload, message.sender)
+    def _deliver(self, record: Deliver) -> None:
+        sender = record.sender
+        for service, function, payload in record.messages:
+            hosted = self._hosted.get(service)
+            if hosted is None:
+                log.warning("Discarded a message for service %d, not hosted here", service)
+                continue
+            entry = hosted.engine.exec_handlers.get(function)
+            if entry is None:
+                log.warning("Discarded unknown message %d for service %d", function, service)
+                continue
+            self._guard(hosted.engine, "exec handler", entry.handler, payload, sender)
 
     def _confchg(self, change: ConfChg) -> None:
         for hosted in self._in_load_order():

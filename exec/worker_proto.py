@@ -97,13 +97,15 @@ class Init:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """A message for one engine, in the ring's agreed (or safe) order."""
+    """Messages for this worker's engines, in the ring's agreed (or safe) order: what one
+    Totem frame from ``sender`` brought, as ``(service, function, payload)`` each.
 
-    service: int
-    function: int
+    One record a frame rather than a message: a 64 KiB frame packs dozens of messages, and a
+    record costs an encode, a ring write and a decode whatever its size."""
+
     sender: int
     guarantee: Guarantee
-    payload: bytes
+    messages: tuple[tuple[int, int, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +227,9 @@ def encode(record: Record, stamp: int = 0) -> bytes:
 
 def _fields(record: Record) -> list[Any]:
     match record:
-        case Deliver(service, function, sender, guarantee, payload):
-            return [Tag.DELIVER, service, function, sender, int(guarantee), payload]
+        case Deliver(sender, guarantee, messages):
+            # flat [service, function, payload, ...]: no array per message to build or check
+            return [Tag.DELIVER, sender, int(guarantee), [x for m in messages for x in m]]
         case McastRequest(service, function, guarantee, sync, payload):
             return [Tag.MCAST, service, function, int(guarantee), sync, payload]
         case ConfChg(kind, members, left, joined, ring_id):
@@ -326,13 +329,18 @@ def _enum(kind: type[IntEnum], value: object, what: str) -> Any:
         raise WorkerProtoError(f"bad {what} {value!r}") from None
 
 
-def _deliver(service: object, function: object, sender: object, g: object, p: object) -> Deliver:
+def _deliver(sender: object, g: object, flat: object) -> Deliver:
+    if not isinstance(flat, list) or len(flat) % 3:
+        raise WorkerProtoError("deliver messages are a flat array of (service, function, payload)")
+    services, functions, payloads = flat[0::3], flat[1::3], flat[2::3]
+    if not all(type(n) is int and 0 <= n <= 0xFFFF for n in services + functions):
+        raise WorkerProtoError("a delivered message's service or function is not a u16")
+    if not all(type(p) is bytes for p in payloads):
+        raise WorkerProtoError("a delivered message's payload is not bytes")
     return Deliver(
-        _u16(service, "service"),
-        _u16(function, "function"),
         _u32(sender, "sender"),
         _enum(Guarantee, g, "guarantee"),
-        _bytes(p, "payload"),
+        tuple(zip(services, functions, payloads, strict=True)),
     )
 
 

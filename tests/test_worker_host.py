@@ -207,7 +207,7 @@ def test_init_starts_engines_in_load_order_and_reports_its_services(rig: Rig) ->
 
 
 def test_a_delivery_reaches_the_engine_of_its_service_with_its_sender(rig: Rig) -> None:
-    rig.host.apply(Deliver(40, 0, 3, Guarantee.AGREED, b"hi"))
+    rig.host.apply(Deliver(3, Guarantee.AGREED, ((40, 0, b"hi"),)))
     assert Recorder.journal[-1] == "recorder exec b'hi' from 3"
 
 
@@ -215,14 +215,14 @@ def test_unknown_services_functions_and_failing_handlers_lose_nothing_else(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        rig.host.apply(Deliver(77, 0, 3, Guarantee.AGREED, b"x"))
-        rig.host.apply(Deliver(40, 9, 3, Guarantee.AGREED, b"x"))
-        rig.host.apply(Deliver(40, 1, 3, Guarantee.AGREED, b"x"))
+        rig.host.apply(Deliver(3, Guarantee.AGREED, ((77, 0, b"x"),)))
+        rig.host.apply(Deliver(3, Guarantee.AGREED, ((40, 9, b"x"),)))
+        rig.host.apply(Deliver(3, Guarantee.AGREED, ((40, 1, b"x"),)))
     text = caplog.text
     assert "service 77, not hosted here" in text
     assert "unknown message 9 for service 40" in text
     assert "Engine recorder failed in its exec handler" in text
-    rig.host.apply(Deliver(40, 0, 2, Guarantee.AGREED, b"after"))
+    rig.host.apply(Deliver(2, Guarantee.AGREED, ((40, 0, b"after"),)))
     assert Recorder.journal[-1] == "recorder exec b'after' from 2"
 
 

@@ -56,7 +56,7 @@ def link() -> Iterator[WorkerLink]:
 
 
 def _record(n: int) -> Deliver:
-    return Deliver(40, 0, n, Guarantee.AGREED, bytes(200))
+    return Deliver(n, Guarantee.AGREED, ((40, 0, bytes(200)),))
 
 
 def test_a_full_ring_overflows_in_order_and_a_worker_that_never_drains_goes_over_budget(
