@@ -111,6 +111,7 @@ class Executive:
         self._notify_ready = notify_ready
         self.core = core
         self._kick: Callable[[], None] = lambda: None
+        self._kick_armed = False
         self._figures: Callable[[], Mapping[str, int]] = dict
         self._stats_timer: asyncio.TimerHandle | None = None
         self._replace_core: Callable[[Srp], None] = lambda core: None
@@ -314,7 +315,13 @@ class Executive:
                 log.error("Worker %d sent a %s record", link.plan.index, type(record).__name__)
                 link.kill()
                 return
-        self._loop.call_soon(self._kick)
+        if not self._kick_armed:  # once a loop turn, however many records it brought
+            self._kick_armed = True
+            self._loop.call_soon(self._kick_once)
+
+    def _kick_once(self) -> None:
+        self._kick_armed = False
+        self._kick()
 
     def _mcast(self, request: McastRequest) -> bool:
         try:

@@ -44,7 +44,14 @@ from pycorosync.exec.ipc_session import IpcSession
 from pycorosync.exec.logsys import subsys_logger
 from pycorosync.lib.errors import CsErrorCode, ExistError, TooBigError
 from pycorosync.lib.ipc_paths import socket_path
-from pycorosync.lib.ipc_wire import DEFAULT_MAX_BODY, Frame, FrameKind, Hello, encode_hello
+from pycorosync.lib.ipc_wire import (
+    DEFAULT_MAX_BODY,
+    Frame,
+    FrameKind,
+    Hello,
+    encode_hello,
+    encode_notify,
+)
 from pycorosync.plugins.engine import ClientConnection
 
 __all__ = ["IpcHost", "IpcLimits", "IpcServer"]
@@ -149,7 +156,7 @@ class IpcServer:
         self._check_size(payload)
         session = self._sessions.get(conn.conn_id)
         if session is not None:
-            session.send(Frame(FrameKind.NOTIFY, message_id, payload))
+            session.send_encoded(encode_notify(message_id, payload))
 
     def pause_reading(self) -> None:
         self._paused = True

@@ -168,9 +168,12 @@ class IpcSession(asyncio.Protocol):
 
         Frames are corked until the end of the loop turn and written in one go: a worker
         hands a client many deliveries per turn, and one write each is a syscall each."""
+        self.send_encoded(encode_frame(frame))
+
+    def send_encoded(self, data: bytes) -> None:
+        """:meth:`send` for a frame already encoded."""
         if self._closing or self._transport is None:
             return
-        data = encode_frame(frame)
         self._corked.append(data)
         self._corked_bytes += len(data)
         if self._corked_bytes >= CORK_BYTES:

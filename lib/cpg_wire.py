@@ -356,6 +356,16 @@ def decode_exec_mcast(data: bytes) -> tuple[bytes, int, bytes]:
     return check_group(group), _u32(pid), _bytes(message, "message")
 
 
+def exec_mcast_to_deliver(data: bytes, nodeid: int) -> tuple[bytes, int, bytes]:
+    """A peer's MCAST as ``(group, pid, DELIVER callback body)``: the decode and the encode
+    of every delivered message in one step, with no intermediate objects (the hot path)."""
+    group, pid, message = unpack(data, 3, "exec mcast")
+    check_group(group)
+    _u32(pid)
+    _bytes(message, "message")
+    return group, pid, pack([group, nodeid, pid, message])
+
+
 @dataclass(frozen=True, slots=True)
 class JoinList:
     """A node's JOINLIST: the ring it belongs to, the node's processes, and the ones of them

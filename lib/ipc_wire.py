@@ -106,6 +106,15 @@ def encode_frame(frame: Frame) -> bytes:
     return header + frame.body
 
 
+def encode_notify(message_id: int, body: bytes) -> bytes:
+    """``encode_frame(Frame(FrameKind.NOTIFY, message_id, body))`` without the Frame: a
+    worker sends one notification per delivered message and client."""
+    if not 0 <= message_id <= U32_MAX:
+        raise ValueError(f"message id {message_id} out of range")
+    notify = FrameKind.NOTIFY
+    return HEADER.pack(MAGIC, VERSION, notify, len(body), message_id, 0, CsErrorCode.CS_OK) + body
+
+
 class FrameDecoder:
     """A stream buffer: :meth:`feed` bytes as they arrive, then take frames from :meth:`frames`.
 

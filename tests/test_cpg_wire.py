@@ -23,7 +23,7 @@ from pycorosync.lib.cpg_wire import (
     IterationDescription,
     TotemConfChgBody,
 )
-from pycorosync.lib.errors import MessageError, NameTooLongError
+from pycorosync.lib.errors import CsError, MessageError, NameTooLongError
 
 names = st.binary(max_size=128)
 u32 = st.integers(0, 2**32 - 1)
@@ -99,6 +99,8 @@ def test_deliver_and_exec_messages_round_trip(
         pid,
         message,
     )
+    exec_mcast = wire.encode_exec_mcast(group, pid, message)
+    assert wire.exec_mcast_to_deliver(exec_mcast, nodeid) == (group, pid, wire.encode_deliver(body))
     assert wire.decode_proc(wire.encode_proc(group, pid, CpgReason.PROCDOWN)) == (
         group,
         pid,
@@ -126,3 +128,18 @@ def test_names_over_128_bytes_are_name_too_long() -> None:
     with pytest.raises(NameTooLongError):
         wire.decode_group(wire.encode_group(b"x" * 129))
     assert wire.decode_group(wire.encode_group(b"\x00" * 128)) == b"\x00" * 128
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        msgpack.packb([b"g" * 129, 1, b"m"]),
+        msgpack.packb([b"g", -1, b"m"]),
+        msgpack.packb([b"g", 1, "text"]),
+        msgpack.packb([b"g", 1]),
+        b"\xc1",
+    ],
+)
+def test_a_bad_exec_mcast_is_refused_on_the_delivery_path(bad: bytes) -> None:
+    with pytest.raises(CsError):
+        wire.exec_mcast_to_deliver(bad, 1)

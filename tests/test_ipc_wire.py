@@ -19,6 +19,7 @@ from pycorosync.lib.ipc_wire import (
     decode_hello,
     encode_frame,
     encode_hello,
+    encode_notify,
     wire_serial,
 )
 
@@ -124,3 +125,15 @@ def test_arbitrary_bytes_give_frames_or_a_frame_error(data: bytes) -> None:
 
 def test_request_serials_wrap_and_never_become_zero() -> None:
     assert [wire_serial(n) for n in (1, 2, 2**32 - 1, 2**32, 2**32 + 1)] == [1, 2, 2**32 - 1, 1, 2]
+
+
+@given(st.integers(0, 2**32 - 1), st.binary(max_size=300))
+def test_encode_notify_is_a_notify_frame(message_id: int, body: bytes) -> None:
+    assert encode_notify(message_id, body) == encode_frame(
+        Frame(FrameKind.NOTIFY, message_id, body)
+    )
+
+
+def test_encode_notify_refuses_an_id_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        encode_notify(2**32, b"")

@@ -379,13 +379,13 @@ class CpgEngine:
                 state.group, state.state = None, JoinState.UNJOINED
 
     def _exec_mcast(self, payload: bytes, sender: int) -> None:
-        group, pid, message = wire.decode_exec_mcast(payload)
+        group, _pid, body = wire.exec_mcast_to_deliver(payload, sender)
         if not self.table.node_in_group(group, sender):
             log.debug("Unknown node %d in group %r: not delivering its message", sender, group)
             return
-        body = wire.encode_deliver(wire.DeliverBody(group, sender, pid, message))
+        dispatch = self.api.dispatch
         for conn, _state in self._receivers(group):
-            self.api.dispatch(conn, CpgResponseId.DELIVER_CALLBACK, body)
+            dispatch(conn, CpgResponseId.DELIVER_CALLBACK, body)
 
     def _exec_joinlist(self, payload: bytes, sender: int) -> None:
         joinlist = wire.decode_joinlist(payload)
