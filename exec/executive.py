@@ -230,12 +230,17 @@ class Executive:
         self.sync.config_change(change)
         self._run_sync()
 
-    def after_step(self) -> None:
-        """Before every output round of a Totem wake-up (the token path): retry held
-        multicasts, emit staged frames."""
+    def before_token(self) -> None:
+        """The token is here: whatever is staged leaves on this visit. Staged frames are
+        emitted only now (or when full), so a frame packs every message sent in between."""
         if self._held:
             self._retry_held()
         self.pg.flush()
+
+    def after_step(self) -> None:
+        """Before every output round of a Totem wake-up: retry held multicasts."""
+        if self._held:
+            self._retry_held()
 
     def _retry_held(self) -> None:
         for link, request in list(self._held.items()):

@@ -279,8 +279,13 @@ class CoreListener(Protocol):
 
     def on_config_change(self, change: ConfigChange) -> None: ...
 
+    def before_token(self) -> None:
+        """A token is about to be handled: put the staged frames into the core's queue, so
+        that they leave on this visit of the token."""
+        ...
+
     def after_step(self) -> None:
-        """Called before every output round: queue what waits for room, emit staged frames."""
+        """Called before every output round: queue what waits for room."""
         ...
 
 
@@ -352,8 +357,7 @@ class TotemProcess:
         batch = self._net.read_batch()
         payloads = self._open_all(batch)
         if payloads and self._running:
-            self._core.handle_datagrams(payloads, self._clock())
-            self._flush()
+            self._step(payloads)
 
     def _open_all(self, batch: Sequence[Datagram]) -> list[bytes]:
         payloads = []
@@ -388,8 +392,13 @@ class TotemProcess:
 
     def _on_self_token(self, data: bytes) -> None:
         if self._running:
-            self._core.handle_datagrams([data], self._clock())
-            self._flush()
+            self._step([data])
+
+    def _step(self, payloads: list[bytes]) -> None:
+        if self._listener is not None and self._core.brings_token(payloads):
+            self._listener.before_token()
+        self._core.handle_datagrams(payloads, self._clock())
+        self._flush()
 
     # -- one step's output -----------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from pycorosync.exec.totem.core_api import Send
 from pycorosync.exec.totem.events import Delivery, PersistRingSeq, RingId, TotemEvent
 from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.totem.srp_config import SrpConfig
+from pycorosync.exec.totem.srp_wire import HoldCancel, Token, encode
 from pycorosync.exec.totemconfig import CryptoConfig
 from pycorosync.exec.totemcrypto import PacketCrypto
 from pycorosync.exec.totemnet import Datagram, NetStats, UdpuTransport, send_datagram
@@ -235,6 +236,7 @@ class _Journal:
 
     def __init__(self, tmp_path: Path) -> None:
         self.entries: list[str] = []
+        self.batch: list[Datagram] = []
         self.stats = NetStats()
         self.nodeid = 1
         journal = self.entries
@@ -255,12 +257,16 @@ class _Journal:
         self.entries.append("broadcast")
 
     def read_batch(self) -> list[Datagram]:
-        return []
+        batch, self.batch = self.batch, []
+        return batch
 
     def on_delivery(self, delivery: Delivery) -> None:
         self.entries.append(f"delivered {delivery.payload!r}")
 
     def on_config_change(self, change: object) -> None: ...
+
+    def before_token(self) -> None:
+        self.entries.append("before token")
 
     def after_step(self) -> None: ...
 
@@ -286,3 +292,54 @@ def test_the_ring_seq_is_saved_then_the_token_leaves_before_deliveries_go_up(
 
     asyncio.run(run())
     assert journal.entries == ["saved 8", "sent to 2", "delivered b'm'"]
+
+
+class _TokenCore(_ScriptedCore):
+    """A core that says which batches bring a token and notes each batch it handles."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__()
+        self._output = ([], [])
+        self._journal = journal
+
+    def brings_token(self, datagrams: list[bytes]) -> bool:
+        return b"token" in datagrams
+
+    def handle_datagrams(self, datagrams: list[bytes], now: float) -> None:
+        self._journal.append(f"handled {datagrams!r}")
+
+
+def test_staged_frames_go_into_the_queue_before_a_token_is_handled(tmp_path: Path) -> None:
+    # Corosync's TOKEN_RECEIVED callback: what the executive staged must leave on this visit
+    # of the token; a batch without a token does not flush (frames keep packing).
+    config = CryptoConfig(cipher="none", hash="none", model="nss", keyfile="", key=None)
+    journal = _Journal(tmp_path)
+    peer = PacketCrypto(config, None, 2, (1, 2), boot_id=1)
+
+    async def run() -> None:
+        process = TotemProcess(
+            loop=asyncio.get_running_loop(),
+            core=_TokenCore(journal.entries),  # type: ignore[arg-type]
+            transport=journal,
+            protection=PacketCrypto(config, None, 1, (1, 2), boot_id=1),
+            ring_seq=journal.store,
+            token_ms=1000,
+            notify=lambda state: None,
+            listener=journal,
+        )
+        process.start()
+        for payload in (b"mcast", b"token"):
+            journal.batch = [Datagram(peer.seal(payload), ("127.0.0.2", 5405))]
+            process._on_readable()
+
+    asyncio.run(run())
+    assert journal.entries == ["handled [b'mcast']", "before token", "handled [b'token']"]
+
+
+def test_the_srp_core_tells_a_batch_with_a_token() -> None:
+    ring = RingId(8, 1)
+    token = encode(Token(sender=2, ring_id=ring, token_seq=1, seq=0, aru=0, aru_addr=0))
+    other = encode(HoldCancel(sender=2, ring_id=ring))
+    core = Srp(SrpConfig(), 1, (1, 2), 0)
+    assert core.brings_token([other, token])
+    assert not core.brings_token([other, b"garbage"])

@@ -49,6 +49,13 @@ class TotemCore(Protocol):
         so the driver simply passes what it read, in the order it read it.
         """
 
+    def brings_token(self, datagrams: Sequence[bytes]) -> bool:
+        """True if handling ``datagrams`` will process a regular token (a pure peek).
+
+        The driver then lets the layer above put what it has staged into the queue first, so
+        that it leaves on this visit of the token rather than the next (Corosync's
+        ``TOTEM_CALLBACK_TOKEN_RECEIVED``, which totempg uses to flush its packing buffer)."""
+
     def handle_timer(self, now: float) -> None:
         """Fire every timer whose deadline is at or before ``now``."""
 

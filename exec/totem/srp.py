@@ -324,6 +324,9 @@ class Srp:
             self._handle(data)
         self._expected_by = self.next_deadline()
 
+    def brings_token(self, datagrams: Sequence[bytes]) -> bool:
+        return any(peek_type(data) is MessageType.TOKEN for data in datagrams)
+
     def _wake(self, now: float) -> None:
         """Note ``now``; a wake-up far past our own deadline means the process was paused.
 

@@ -161,6 +161,9 @@ class SyncStack:
         self._srp.handle_datagrams(datagrams, now)
         self._pump()
 
+    def brings_token(self, datagrams: Sequence[bytes]) -> bool:
+        return self._srp.brings_token(datagrams)  # nothing is staged here: every send flushes
+
     def handle_timer(self, now: float) -> None:
         self._now = now
         self._srp.handle_timer(now)
