@@ -140,7 +140,7 @@ class Executive:
         self._figures = figures
 
     def _new_pg(self) -> TotemPg:
-        queue = self.core.room()  # an empty queue: its size
+        queue = self._queue_size = self.core.room()  # an empty queue: its size
 
         def app(frame: bytes, guarantee: Guarantee) -> bool:
             return self.core.mcast(frame, guarantee, sync=False)
@@ -238,9 +238,18 @@ class Executive:
         self.pg.flush()
 
     def after_step(self) -> None:
-        """Before every output round of a Totem wake-up: retry held multicasts."""
+        """Before every output round of a Totem wake-up: retry held multicasts; emit the
+        staged frames too if nothing else waits for the token.
+
+        A frame that waits in SRP's queue rather than here packs no more messages, so under
+        load frames leave only when full or at the token. But an idle ring may be holding
+        the token: only a frame in SRP's queue makes SRP cancel the hold, so with nothing
+        queued the staged frame goes at once."""
         if self._held:
             self._retry_held()
+        idle = self.core.room() == self._queue_size
+        if idle and self.core.room(sync=True) == self._queue_size:
+            self.pg.flush()
 
     def _retry_held(self) -> None:
         for link, request in list(self._held.items()):

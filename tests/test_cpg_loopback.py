@@ -2,7 +2,7 @@
 
 Clients on different nodes join one group, exchange messages (delivered in one order to
 both), and a client killed with SIGKILL is seen by the others as a PROCDOWN confchg. Every
-wait has a deadline; addresses 127.0.50.x are this file's alone.
+wait has a deadline; addresses 127.0.50-52.x are this file's alone.
 """
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from pycorosync.lib.cpg_wire import CpgReason
+from pycorosync.lib import cmap, cpg
+from pycorosync.lib.cmap_wire import CMAP_MAP_STATS
+from pycorosync.lib.cpg_wire import CpgGuarantee, CpgReason
 from tests._loopback import Cluster, MakeCluster, Node, wait_until
 
 pytestmark = pytest.mark.xdist_group("loopback")
@@ -148,3 +152,43 @@ def test_cpgbench_on_two_nodes_counts_every_senders_deliveries(make_cluster: Mak
         assert [int(m.group(2)) for m in figures if m] == [64, 1024]
         assert all(int(m.group(1)) > 0 for m in figures if m)
         assert sum(line.startswith("latency ms: p50 ") for line in lines) == 2, output
+
+
+HOLD_MS = 1000 / (4 + 0.2) * 0.8 - 10
+"""The token hold of this file's token (1000 ms): about 180 ms."""
+
+
+def test_a_message_sent_on_an_idle_ring_cancels_the_token_hold(make_cluster: MakeCluster) -> None:
+    # After 3 idle rotations the representative holds the token for HOLD_MS. A message must
+    # cancel that (SRP sees it queued and multicasts a hold cancel), not wait for the timer.
+    cluster = make_cluster(52)
+    cluster.extra_totem = "    seqno_unchanged_const: 3\n"
+    synced(cluster)
+    run_dir = str(cluster.node(1).base / "r1")
+    delivered: list[bytes] = []
+    handle = cpg.initialize(
+        lambda g, n, p, m: delivered.append(m), lambda *a: None, run_dir=run_dir
+    )
+    try:
+        handle.join(b"hold")
+        trips = []
+        for i in range(10):
+            # Idle long enough for the hold to set in (a few rotations of a few ms).
+            threading.Event().wait(0.05)
+            start = time.monotonic()
+            message = b"m%d" % i
+            handle.mcast_joined(CpgGuarantee.AGREED, message)
+            wait_until(lambda m=message: (handle.dispatch(cpg.DispatchFlag.ALL), m in delivered)[1],
+                       "our own message back")  # fmt: skip
+            trips.append(time.monotonic() - start)
+        # Waiting for the hold timer would take HOLD_MS / 2 on average; cancelled, a trip is
+        # a few rotations.
+        assert statistics.median(trips) < HOLD_MS / 3 / 1000, trips
+        stats = cmap.initialize(run_dir=run_dir, cmap_map=CMAP_MAP_STATS)
+        try:
+            wait_until(lambda: stats.get_uint64("stats.srp.token_hold_cancel_tx") > 0,
+                       "a hold cancel counted")  # fmt: skip
+        finally:
+            stats.finalize()
+    finally:
+        handle.finalize()
