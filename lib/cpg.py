@@ -339,8 +339,7 @@ class CpgHandle:
             self._flow_control, self._dropped_seen = body.state, body.dropped
             return False
         if message_id == CpgResponseId.DELIVER_CALLBACK:
-            deliver = wire.decode_deliver(payload)
-            self._callbacks.deliver(deliver.group, deliver.nodeid, deliver.pid, deliver.message)
+            self._callbacks.deliver(*wire.deliver_fields(payload))
         elif message_id == CpgResponseId.CONFCHG_CALLBACK:
             change = wire.decode_confchg(payload)
             lists = (list(change.members), list(change.left), list(change.joined))

@@ -125,14 +125,20 @@ class FrameDecoder:
         self._max_body = max_body
         self._expect = expect
         self._buffer = bytearray()
+        self._start = 0
+        """Where the next frame begins: taken frames are cut off the buffer only on the next
+        :meth:`feed`, once for a whole read rather than once a frame."""
         self._header: tuple[FrameKind, int, int, int, int] | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes held that do not yet form a whole frame (or wait to be taken)."""
-        return len(self._buffer)
+        return len(self._buffer) - self._start
 
     def feed(self, data: bytes) -> None:
+        if self._start:
+            del self._buffer[: self._start]
+            self._start = 0
         self._buffer += data
 
     def frames(self) -> Iterator[Frame]:
@@ -141,21 +147,25 @@ class FrameDecoder:
             yield frame
 
     def next_frame(self) -> Frame | None:
+        buffer, start = self._buffer, self._start
         if self._header is None:
-            if len(self._buffer) < HEADER.size:
+            if len(buffer) - start < HEADER.size:
                 return None
             self._header = self._parse_header()
         kind, body_len, message_id, serial, error = self._header
-        end = HEADER.size + body_len
-        if len(self._buffer) < end:
+        begin = start + HEADER.size
+        end = begin + body_len
+        if len(buffer) < end:
             return None
-        body = bytes(self._buffer[HEADER.size : end])
-        del self._buffer[:end]
+        body = bytes(buffer[begin:end])
+        self._start = end
         self._header = None
         return Frame(kind, message_id, body, serial, error)
 
     def _parse_header(self) -> tuple[FrameKind, int, int, int, int]:
-        magic, version, kind, body_len, message_id, serial, error = HEADER.unpack_from(self._buffer)
+        magic, version, kind, body_len, message_id, serial, error = HEADER.unpack_from(
+            self._buffer, self._start
+        )
         if magic != MAGIC:
             raise FrameError(CsErrorCode.CS_ERR_MESSAGE_ERROR, f"bad magic 0x{magic:04x}")
         if version != VERSION:

@@ -94,6 +94,7 @@ def test_deliver_and_exec_messages_round_trip(
 ) -> None:
     body = DeliverBody(group, nodeid, pid, message)
     assert wire.decode_deliver(wire.encode_deliver(body)) == body
+    assert wire.deliver_fields(wire.encode_deliver(body)) == (group, nodeid, pid, message)
     assert wire.decode_exec_mcast(wire.encode_exec_mcast(group, pid, message)) == (
         group,
         pid,
@@ -143,3 +144,19 @@ def test_names_over_128_bytes_are_name_too_long() -> None:
 def test_a_bad_exec_mcast_is_refused_on_the_delivery_path(bad: bytes) -> None:
     with pytest.raises(CsError):
         wire.exec_mcast_to_deliver(bad, 1)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        msgpack.packb([b"g" * 129, 1, 2, b"m"]),
+        msgpack.packb([b"g", 2**32, 2, b"m"]),
+        msgpack.packb([b"g", 1, True, b"m"]),
+        msgpack.packb([b"g", 1, 2, "text"]),
+        msgpack.packb([b"g", 1, 2]),
+        b"\xc1",
+    ],
+)
+def test_a_bad_deliver_body_is_refused_by_the_fast_decoder_too(bad: bytes) -> None:
+    with pytest.raises(CsError):
+        wire.deliver_fields(bad)

@@ -50,7 +50,12 @@ class ProcessTable:
         return tuple(self._groups.get(group, ()))
 
     def node_in_group(self, group: bytes, nodeid: int) -> bool:
-        return any(node == nodeid for node, _ in self._groups.get(group, ()))
+        # Asked for every delivered message: members are sorted, so a bisection answers.
+        members = self._groups.get(group)
+        if not members:
+            return False
+        index = bisect.bisect_left(members, (nodeid, -1))
+        return index < len(members) and members[index][0] == nodeid
 
     def groups(self) -> list[bytes]:
         """Group names in Corosync's iteration order: the reverse of their first appearance
