@@ -253,7 +253,9 @@ class Executive:
 
     def _retry_held(self) -> None:
         for link, request in list(self._held.items()):
-            if not self._mcast(request):
+            rest = self._mcast(request)
+            if rest is not None:
+                self._held[link] = rest
                 break
             del self._held[link]
             link.resume()
@@ -309,8 +311,9 @@ class Executive:
     def _on_record(self, link: WorkerLink, record: Record) -> None:
         match record:
             case McastRequest():
-                if not self._mcast(record):
-                    self._held[link] = record
+                rest = self._mcast(record)
+                if rest is not None:
+                    self._held[link] = rest
                     link.pause()
             case SyncDone(service, ring_id):
                 sync_log.debug(
@@ -337,14 +340,18 @@ class Executive:
         self._kick_armed = False
         self._kick()
 
-    def _mcast(self, request: McastRequest) -> bool:
-        try:
-            frame = encode_service(request.service, request.function, request.payload)
-            lane = PgLane.SYNC if request.sync else PgLane.APP
-            return self.pg.mcast([ENGINE_GROUP], frame, guarantee=request.guarantee, lane=lane)
-        except CsError as error:
-            serv_log.error("Dropped a multicast of service %d: %s", request.service, error)
-            return True
+    def _mcast(self, request: McastRequest) -> McastRequest | None:
+        """Hand every message of ``request`` to totempg, in order; what did not fit yet."""
+        lane = PgLane.SYNC if request.sync else PgLane.APP
+        mcast, groups = self.pg.mcast, [ENGINE_GROUP]
+        for index, (service, function, guarantee, payload) in enumerate(request.messages):
+            try:
+                frame = encode_service(service, function, payload)
+                if not mcast(groups, frame, guarantee=guarantee, lane=lane):
+                    return McastRequest(request.sync, request.messages[index:])
+            except CsError as error:
+                serv_log.error("Dropped a multicast of service %d: %s", service, error)
+        return None
 
     def _cmap_write(self, link: WorkerLink, data: bytes) -> None:
         try:

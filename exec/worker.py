@@ -17,6 +17,9 @@ hosts, the node's run directory and the logging keys. The worker
    daemon's own uid or gid, or named by ``uidgid.uid.<uid>`` / ``uidgid.gid.<gid>`` keys;
 4. after :class:`~pycorosync.exec.worker_proto.Shutdown` unloads the engines it exits 0.
 
+An engine's application multicasts of one loop turn travel to the Totem process as one
+record (:class:`~pycorosync.exec.mcast_cork.McastCork`).
+
 A record that does not decode or does not fit the host's state means the two processes
 disagree; the worker exits with an error and the Totem process restarts it.
 """
@@ -36,6 +39,7 @@ import uvloop
 
 from pycorosync.exec.ipc_server import IpcServer
 from pycorosync.exec.logsys import LogSys, subsys_logger
+from pycorosync.exec.mcast_cork import McastCork
 from pycorosync.exec.scheduling import reset_scheduling
 from pycorosync.exec.shmring import (
     Channel,
@@ -46,7 +50,14 @@ from pycorosync.exec.shmring import (
     ShmRingError,
 )
 from pycorosync.exec.worker_host import WorkerHost
-from pycorosync.exec.worker_proto import Record, StampOrder, WorkerProtoError, decode, encode
+from pycorosync.exec.worker_proto import (
+    McastRequest,
+    Record,
+    StampOrder,
+    WorkerProtoError,
+    decode,
+    encode,
+)
 from pycorosync.lib.cmap_types import CmapEntry, ValueType
 from pycorosync.lib.errors import CsErrorCode
 from pycorosync.plugins.engine import ClientConnection, ServiceEngine
@@ -127,6 +138,7 @@ class Worker:
         self._closed = False
         self.exit_code = 0
         self._listening = False
+        self._cork = McastCork(self._writer, loop.call_soon, self._fail)
 
     # -- channels ----------------------------------------------------------------------------
 
@@ -137,6 +149,12 @@ class Worker:
         self._loop.call_soon(self._on_records)
 
     def _to_totem(self, record: Record, lane: Lane) -> bool:
+        if lane is Lane.APP and isinstance(record, McastRequest) and not record.sync:
+            return self._cork.take(record)
+        self._cork.flush()  # this worker's records keep their order
+        return self._write(record, lane)
+
+    def _write(self, record: Record, lane: Lane) -> bool:
         sent = self._writer.write(lane, encode(record))
         if not sent:
             self._writer.want_space()
@@ -229,6 +247,7 @@ class Worker:
         # Readers first: a callback already scheduled must find the channels still there or
         # see ``_closed``, never a released mapping.
         self._closed = True
+        self._cork.drop()  # Unloaded, the last record, flushed it; anything newer is moot
         for fd in (self._reader.data_fileno, self._writer.space_fileno, sys.stdin.fileno()):
             self._loop.remove_reader(fd)
         await self.server.close()

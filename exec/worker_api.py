@@ -54,7 +54,7 @@ class EngineApi:
         self, function_id: int, payload: bytes, guarantee: Guarantee = Guarantee.AGREED
     ) -> SendStatus:
         sync = self._host.in_sync
-        request = McastRequest(self._service, function_id, guarantee, sync, payload)
+        request = McastRequest(sync, ((self._service, function_id, guarantee, payload),))
         sent = self._host.send(request, Lane.SYNC if sync else Lane.APP)
         return SendStatus.QUEUED if sent else SendStatus.WOULD_BLOCK
 

@@ -164,12 +164,14 @@ class Shutdown:
 
 @dataclass(frozen=True, slots=True)
 class McastRequest:
-    service: int
-    function: int
-    guarantee: Guarantee
+    """Engine messages to multicast, in order, as ``(service, function, guarantee, payload)``
+    each: an engine asks for one, and the worker packs the requests of one loop turn into
+    one record (:class:`~pycorosync.exec.worker.Worker`), as the Totem process packs
+    deliveries."""
+
     sync: bool
     """Multicast on the SYNC lane (an engine's sync traffic)."""
-    payload: bytes
+    messages: tuple[tuple[int, int, Guarantee, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +232,8 @@ def _fields(record: Record) -> list[Any]:
         case Deliver(sender, guarantee, messages):
             # flat [service, function, payload, ...]: no array per message to build or check
             return [Tag.DELIVER, sender, int(guarantee), [x for m in messages for x in m]]
-        case McastRequest(service, function, guarantee, sync, payload):
-            return [Tag.MCAST, service, function, int(guarantee), sync, payload]
+        case McastRequest(sync, messages):
+            return [Tag.MCAST, sync, [x for m in messages for x in m]]
         case ConfChg(kind, members, left, joined, ring_id):
             return [Tag.CONFCHG, int(kind), members, left, joined, tuple(ring_id)]
         case SyncStep(kind, service, ring_id, transitional, members):
@@ -344,14 +346,19 @@ def _deliver(sender: object, g: object, flat: object) -> Deliver:
     )
 
 
-def _mcast(service: object, function: object, g: object, sync: object, p: object) -> McastRequest:
-    return McastRequest(
-        _u16(service, "service"),
-        _u16(function, "function"),
-        _enum(Guarantee, g, "guarantee"),
-        _bool(sync, "sync"),
-        _bytes(p, "payload"),
-    )
+def _mcast(sync: object, flat: object) -> McastRequest:
+    if not isinstance(flat, list) or len(flat) % 4:
+        raise WorkerProtoError(
+            "mcast messages are a flat array of (service, function, guarantee, payload)"
+        )
+    services, functions, guarantees, payloads = flat[0::4], flat[1::4], flat[2::4], flat[3::4]
+    if not all(type(n) is int and 0 <= n <= 0xFFFF for n in services + functions):
+        raise WorkerProtoError("a multicast's service or function is not a u16")
+    if not all(type(p) is bytes for p in payloads):
+        raise WorkerProtoError("a multicast's payload is not bytes")
+    checked = [_enum(Guarantee, g, "guarantee") for g in guarantees]
+    messages = tuple(zip(services, functions, checked, payloads, strict=True))
+    return McastRequest(_bool(sync, "sync"), messages)
 
 
 def _confchg(kind: object, members: object, left: object, joined: object, ring: object) -> ConfChg:

@@ -266,12 +266,12 @@ def test_a_sync_step_for_a_service_not_hosted_is_a_protocol_error(rig: Rig) -> N
 def test_multicasts_take_the_sync_lane_during_sync_and_would_block_when_full(rig: Rig) -> None:
     conn = CONN
     rig.host.client_request(40, conn, 0, b"app")
-    assert rig.sent[-1] == (McastRequest(40, 0, Guarantee.AGREED, False, b"app"), Lane.APP)
+    assert rig.sent[-1] == (McastRequest(False, ((40, 0, Guarantee.AGREED, b"app"),)), Lane.APP)
     assert rig.clients.replies[-1] == (1, 1, b"", CsErrorCode.CS_OK)
     engine = rig.host.engine(40)
     rig.host.apply(SyncStep(SyncStepKind.INIT, -1, RING, (5,), (1, 5)))
     assert engine.api.mcast(0, b"sync") is SendStatus.QUEUED  # type: ignore[attr-defined]
-    assert rig.sent[-1] == (McastRequest(40, 0, Guarantee.AGREED, True, b"sync"), Lane.SYNC)
+    assert rig.sent[-1] == (McastRequest(True, ((40, 0, Guarantee.AGREED, b"sync"),)), Lane.SYNC)
     rig.host.apply(SyncStep(SyncStepKind.COMPLETE, -1, RING))
     rig.accept[0] = False
     rig.host.client_request(40, conn, 0, b"full")
