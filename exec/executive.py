@@ -7,7 +7,8 @@ every delivery and configuration change, in order, to :class:`Executive`, which
 
 * turns SRP frames into messages with totempg (:class:`~pycorosync.exec.totem.pg.TotemPg`,
   group ``a`` for engines, group ``sync`` for the sync protocol) and routes each engine
-  message by its service id to the worker hosting that engine;
+  message by its service id to the worker hosting that engine - one ``Deliver`` record per
+  frame and worker;
 * passes every configuration change to every worker (engines' ``confchg``), updates
   ``runtime.members.*`` and drives the sync coordinator
   (:class:`~pycorosync.exec.sync.SyncCoordinator`): its steps go to the workers, the workers'
@@ -17,7 +18,9 @@ every delivery and configuration change, in order, to :class:`Executive`, which
 * owns the cmap store: writes from workers are applied here in one order
   (:mod:`pycorosync.exec.cmap_owner`) and every change fans out to every worker's replica;
 * multicasts what workers ask for, holding back a worker whose request finds the SRP queue
-  full (back-pressure reaches its clients as ``CS_ERR_TRY_AGAIN``), and
+  full (back-pressure reaches its clients as ``CS_ERR_TRY_AGAIN``); totempg's staged frame
+  goes into SRP's queue when a token arrives (:meth:`Executive.before_token`), or at once
+  while nothing else is queued, so that a held token is released, and
 * supervises the workers: a worker that dies, or that stays over its delivery budget for
   longer than the token timeout, is (killed and) restarted, and the node leaves the ring and
   joins again with a fresh SRP core, so that every engine is rebuilt through the one sync path
