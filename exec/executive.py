@@ -54,7 +54,13 @@ from pycorosync.exec.sync import (
 from pycorosync.exec.totem.events import ConfigChange, Delivery, Guarantee, RingId
 from pycorosync.exec.totem.pg import FrameOutlet, TotemPg
 from pycorosync.exec.totem.pg import Lane as PgLane
-from pycorosync.exec.totem.pg_wire import PgWireError, decode_service, encode_service
+from pycorosync.exec.totem.pg_wire import (
+    SERVICE_HEADER,
+    SERVICE_HEADER_SIZE,
+    PgWireError,
+    decode_service,
+    encode_service,
+)
 from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.worker_proto import (
     CmapChanges,
@@ -178,20 +184,21 @@ class Executive:
     # -- from Totem --------------------------------------------------------------------------
 
     def on_delivery(self, delivery: Delivery) -> None:
+        sender = delivery.sender
         try:
-            messages = self.pg.deliver(delivery.sender, delivery.payload, delivery.guarantee)
+            messages = self.pg.deliver_payloads(sender, delivery.payload)
         except PgWireError as error:
-            log.warning("Discarded a frame from node %d: %s", delivery.sender, error)
+            log.warning("Discarded a frame from node %d: %s", sender, error)
             return
         # One Deliver record per worker for the frame's engine messages; a sync message in
         # between sends what came before it first, so every worker sees the frame's order.
         batches: dict[WorkerLink, list[tuple[int, int, bytes]]] = {}
-        for message in messages:
-            if message.group == ENGINE_GROUP:
-                self._route(message.sender, message.payload, batches)
-            elif message.group == SYNC_GROUP:
+        for group, payload in messages:
+            if group == ENGINE_GROUP:
+                self._route(sender, payload, batches)
+            elif group == SYNC_GROUP:
                 self._send_batches(delivery, batches)
-                self.sync.deliver(message.sender, message.payload)
+                self.sync.deliver(sender, payload)
                 self._run_sync()
         self._send_batches(delivery, batches)
 
@@ -201,19 +208,24 @@ class Executive:
         payload: bytes,
         batches: dict[WorkerLink, list[tuple[int, int, bytes]]],
     ) -> None:
-        try:
-            message = decode_service(payload)
-        except PgWireError as error:
-            log.warning("Discarded a message from node %d: %s", sender, error)
+        if len(payload) >= SERVICE_HEADER_SIZE:
+            size, service, function = SERVICE_HEADER.unpack_from(payload)
+        else:
+            size = service = function = -1
+        if size != len(payload):
+            try:
+                decode_service(payload)  # for its precise reason
+            except PgWireError as error:
+                log.warning("Discarded a message from node %d: %s", sender, error)
             return
-        link = self._by_service.get(message.service)
+        link = self._by_service.get(service)
         if link is None:
-            log.debug("Discarded a message for service %d, not loaded here", message.service)
+            log.debug("Discarded a message for service %d, not loaded here", service)
             return
         batch = batches.get(link)
         if batch is None:
             batch = batches[link] = []
-        batch.append((message.service, message.function, message.body))
+        batch.append((service, function, payload[SERVICE_HEADER_SIZE:]))
 
     @staticmethod
     def _send_batches(

@@ -498,6 +498,33 @@ def test_group_delivery_goes_once_to_each_joined_group_named() -> None:
     assert receiver.joined == frozenset({b"sync"})
 
 
+group_names = st.sampled_from([b"a", b"sync", b"b", b"zzz"])
+
+
+@settings(deadline=None, derandomize=True, max_examples=60)
+@given(
+    st.lists(
+        st.tuples(st.lists(group_names, min_size=1, max_size=4), st.binary(max_size=3000)),
+        max_size=12,
+    )
+)
+def test_the_executives_fast_path_delivers_what_deliver_does(
+    sent: list[tuple[list[bytes], bytes]],
+) -> None:
+    queue = FakeQueue()
+    sender = TotemPg(max_frame=1382, app=FrameOutlet(queue.mcast, queue.room), sync=fq())
+    slow, fast = (TotemPg(max_frame=1382, app=fq(), sync=fq()) for _ in range(2))
+    for receiver in (slow, fast):
+        receiver.join(b"a")
+        receiver.join(b"sync")
+    for groups, message in sent:
+        assert sender.mcast(groups, message)
+    assert sender.flush()
+    frames = queue.take()
+    expected = [(d.group, d.payload) for f, g in frames for d in slow.deliver(2, f, g)]
+    assert [pair for f, _g in frames for pair in fast.deliver_payloads(2, f)] == expected
+
+
 def test_group_names_are_validated() -> None:
     pg = TotemPg(max_frame=1382, app=fq(), sync=fq())
     with pytest.raises(InvalidParamError):

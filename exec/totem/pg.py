@@ -292,6 +292,14 @@ class Unpacker:
         self, sender: int, frame: bytes | bytearray | memoryview, guarantee: Guarantee
     ) -> list[PgMessage]:
         """The messages ``frame`` completes, in order; raise PgWireError for a bad frame."""
+        lane, completed = self.receive_data(sender, frame)
+        return [PgMessage(sender, lane, guarantee, data) for data in completed]
+
+    def receive_data(
+        self, sender: int, frame: bytes | bytearray | memoryview
+    ) -> tuple[Lane, list[bytes]]:
+        """:meth:`receive` as the frame's lane and its completed messages' bytes: what a
+        frame's messages share is not repeated for each (the delivery hot path)."""
         if not isinstance(frame, bytes):
             frame = bytes(frame)  # a receive buffer may be reused once we return
         try:
@@ -318,7 +326,7 @@ class Unpacker:
                 self._complete(assembly, piece, completed)
             else:
                 completed.append(piece.tobytes())
-        return [PgMessage(sender, lane, guarantee, data) for data in completed]
+        return lane, completed
 
     def members_left(self, left: Iterable[int]) -> None:
         """Discard the unfinished messages of nodes that left the configuration."""
@@ -452,6 +460,29 @@ class TotemPg:
         out: list[GroupDelivery] = []
         for message in self.unpacker.receive(sender, frame, guarantee):
             out.extend(self._to_groups(message))
+        return out
+
+    def deliver_payloads(self, sender: int, frame: bytes) -> list[tuple[bytes, bytes]]:
+        """:meth:`deliver` as ``(group, payload)`` pairs, with no object per delivery: what
+        the executive routes (sender, lane and guarantee are the frame's)."""
+        out: list[tuple[bytes, bytes]] = []
+        joined = self._joined
+        for data in self.unpacker.receive_data(sender, frame)[1]:
+            try:
+                groups, offset = decode_groups(data)
+            except ValueError:
+                self.malformed_messages += 1
+                continue
+            payload = data[offset:]
+            if len(groups) == 1:  # the common case: one group, no duplicates to skip
+                if groups[0] in joined:
+                    out.append((groups[0], payload))
+                continue
+            seen: set[bytes] = set()
+            for group in groups:
+                if group in joined and group not in seen:
+                    seen.add(group)
+                    out.append((group, payload))
         return out
 
     def config_change(self, change: ConfigChange) -> None:
