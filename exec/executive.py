@@ -59,7 +59,7 @@ from pycorosync.exec.totem.pg_wire import (
     SERVICE_HEADER_SIZE,
     PgWireError,
     decode_service,
-    encode_service,
+    encode_groups,
 )
 from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.worker_proto import (
@@ -88,6 +88,8 @@ sync_log = subsys_logger("SYNC")
 
 ENGINE_GROUP = b"a"
 SYNC_GROUP = b"sync"
+_ENGINE_HEADER = encode_groups([ENGINE_GROUP], b"")
+"""The group header of every engine message, made (and checked) once."""
 STATS_PERIOD = 1.0
 """Seconds between two reports of the stats map's figures to the workers."""
 UNLOAD_TIMEOUT = 10.0
@@ -358,11 +360,12 @@ class Executive:
     def _mcast(self, request: McastRequest) -> McastRequest | None:
         """Hand every message of ``request`` to totempg, in order; what did not fit yet."""
         lane = PgLane.SYNC if request.sync else PgLane.APP
-        mcast, groups = self.pg.mcast, [ENGINE_GROUP]
+        mcast, pack = self.pg.mcast_with_header, SERVICE_HEADER.pack
         for index, (service, function, guarantee, payload) in enumerate(request.messages):
+            # service and function are u16s (the record decoder checked them)
+            frame = pack(SERVICE_HEADER_SIZE + len(payload), service, function) + payload
             try:
-                frame = encode_service(service, function, payload)
-                if not mcast(groups, frame, guarantee=guarantee, lane=lane):
+                if not mcast(_ENGINE_HEADER, frame, guarantee=guarantee, lane=lane):
                     return McastRequest(request.sync, request.messages[index:])
             except CsError as error:
                 serv_log.error("Dropped a multicast of service %d: %s", service, error)

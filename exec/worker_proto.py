@@ -346,6 +346,10 @@ def _deliver(sender: object, g: object, flat: object) -> Deliver:
     )
 
 
+_GUARANTEES: dict[object, Guarantee] = {int(g): g for g in Guarantee}
+"""A dict lookup per multicast rather than an enum call."""
+
+
 def _mcast(sync: object, flat: object) -> McastRequest:
     if not isinstance(flat, list) or len(flat) % 4:
         raise WorkerProtoError(
@@ -356,7 +360,13 @@ def _mcast(sync: object, flat: object) -> McastRequest:
         raise WorkerProtoError("a multicast's service or function is not a u16")
     if not all(type(p) is bytes for p in payloads):
         raise WorkerProtoError("a multicast's payload is not bytes")
-    checked = [_enum(Guarantee, g, "guarantee") for g in guarantees]
+    try:
+        checked = [_GUARANTEES[g] for g in guarantees if type(g) is int]
+    except KeyError:
+        checked = []
+    if len(checked) != len(guarantees):
+        bad = next(g for g in guarantees if type(g) is not int or g not in _GUARANTEES)
+        raise WorkerProtoError(f"bad guarantee {bad!r}")
     messages = tuple(zip(services, functions, checked, payloads, strict=True))
     return McastRequest(_bool(sync, "sync"), messages)
 

@@ -684,3 +684,20 @@ def test_end_to_end_with_back_pressure_loses_nothing_and_keeps_lane_order(
     assert sender.flush()  # a flush needs one frame per lane; every attempt reserved it
     drain(capacity)
     assert got == sent
+
+
+def test_a_message_that_fits_the_staged_frame_still_needs_a_slot_in_srp() -> None:
+    # The packer's fast path (the message fits the staged frame) keeps send's promise: the
+    # staged frame must be able to leave, so with SRP's queue full the answer is "would block".
+    queue = FakeQueue(capacity=2)
+    packer = make_packer(1382, queue)
+    assert packer.send(b"first")
+    for _ in range(2):  # the queue is now full
+        assert queue.mcast(b"someone else's frame", Guarantee.AGREED)
+    assert not packer.send(b"second")
+    queue.take()
+    assert packer.send(b"second")
+    assert packer.send(b"third", Guarantee.SAFE)  # another guarantee closes the frame
+    assert packer.flush()
+    got = [m.data for m in unpack_all(Unpacker(max_frame=1382), 1, queue.take())]
+    assert got == [b"first", b"second", b"third"]

@@ -65,6 +65,8 @@ def test_every_record_round_trips_with_its_stamp(record: wp.Record) -> None:
         ([wp.Tag.MCAST, 1, True, [2, 3, 1]], "flat array of (service, function, guarantee"),
         ([wp.Tag.MCAST, 1, True, [2, 70000, 1, b""]], "service or function is not a u16"),
         ([wp.Tag.MCAST, 1, True, [2, 3, 9, b""]], "bad guarantee 9"),
+        ([wp.Tag.MCAST, 1, True, [2, 3, True, b""]], "bad guarantee True"),
+        ([wp.Tag.MCAST, 1, True, [2, 3, "1", b""]], "bad guarantee '1'"),
         ([wp.Tag.MCAST, 1, True, [2, 3, 1, "x"]], "payload is not bytes"),
         ([wp.Tag.CMAP_RESULT, 1, 4, 999], "bad error code 999"),
         ([wp.Tag.READY, 1, "0"], "hosted service ids"),

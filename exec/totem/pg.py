@@ -164,6 +164,15 @@ class Packer:
         self, message: bytes | bytearray | memoryview, guarantee: Guarantee = Guarantee.AGREED
     ) -> bool:
         """Queue ``message``; False (nothing changed) if SRP cannot take all its frames now."""
+        pieces = self._pieces
+        if type(message) is bytes and pieces and guarantee == self._guarantee:
+            # The common case under load: it fits the staged frame, which needs one slot.
+            size = len(message)
+            if 0 < size <= self._piece_room(len(pieces), self._used):
+                if self._room() < 1:
+                    return False
+                self._stage(message)
+                return True
         if not isinstance(message, bytes):
             message = bytes(message)  # staged pieces are views: they must not change under us
         size = len(message)
@@ -449,6 +458,18 @@ class TotemPg:
     ) -> bool:
         """Multicast ``payload`` to ``groups``; False means "try again" (queue full)."""
         return self._packers[lane].send(encode_groups(groups, payload), guarantee)
+
+    def mcast_with_header(
+        self,
+        header: bytes,
+        payload: bytes,
+        *,
+        guarantee: Guarantee = Guarantee.AGREED,
+        lane: Lane = Lane.APP,
+    ) -> bool:
+        """:meth:`mcast` with the group header made once by ``encode_groups(groups, b"")``
+        (checked there), for a caller that sends to the same groups every time."""
+        return self._packers[lane].send(header + payload, guarantee)
 
     def flush(self) -> bool:
         """Emit both lanes' staged frames, sync first; False if one had to stay staged."""
