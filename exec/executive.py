@@ -20,7 +20,7 @@ every delivery and configuration change, in order, to :class:`Executive`, which
 * multicasts what workers ask for, holding back a worker whose request finds the SRP queue
   full (back-pressure reaches its clients as ``CS_ERR_TRY_AGAIN``); totempg's staged frame
   goes into SRP's queue when a token arrives (:meth:`Executive.before_token`), or at once
-  while nothing else is queued, so that a held token is released, and
+  while the ring holds its token, so that the hold is cancelled, and
 * supervises the workers: a worker that dies, or that stays over its delivery budget for
   longer than the token timeout, is (killed and) restarted, and the node leaves the ring and
   joins again with a fresh SRP core, so that every engine is rebuilt through the one sync path
@@ -151,7 +151,7 @@ class Executive:
         self._figures = figures
 
     def _new_pg(self) -> TotemPg:
-        queue = self._queue_size = self.core.room()  # an empty queue: its size
+        queue = self.core.room()  # an empty queue: its size
 
         def app(frame: bytes, guarantee: Guarantee) -> bool:
             return self.core.mcast(frame, guarantee, sync=False)
@@ -256,16 +256,14 @@ class Executive:
 
     def after_step(self) -> None:
         """Before every output round of a Totem wake-up: retry held multicasts; emit the
-        staged frames too if nothing else waits for the token.
+        staged frames too while the ring holds its token.
 
-        A frame that waits in SRP's queue rather than here packs no more messages, so under
-        load frames leave only when full or at the token. But an idle ring may be holding
-        the token: only a frame in SRP's queue makes SRP cancel the hold, so with nothing
-        queued the staged frame goes at once."""
+        A frame that waits in SRP's queue rather than here packs no more messages, so frames
+        leave only when full or at the token. But an idle ring holds its token, and only a
+        frame in SRP's queue makes SRP cancel the hold: then the staged frame goes at once."""
         if self._held:
             self._retry_held()
-        idle = self.core.room() == self._queue_size
-        if idle and self.core.room(sync=True) == self._queue_size:
+        if self.core.token_held:
             self.pg.flush()
 
     def _retry_held(self) -> None:

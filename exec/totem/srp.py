@@ -324,6 +324,12 @@ class Srp:
             self._handle(data)
         self._expected_by = self.next_deadline()
 
+    @property
+    def token_held(self) -> bool:
+        """The ring is idle and holds its token (here, or this node counts it held at the
+        representative): a message queued now multicasts a hold cancel."""
+        return self._token_held
+
     def brings_token(self, datagrams: Sequence[bytes]) -> bool:
         return any(peek_type(data) is MessageType.TOKEN for data in datagrams)
 
