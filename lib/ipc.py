@@ -48,7 +48,7 @@ from pycorosync.lib.errors import (
 from pycorosync.lib.ipc_async import AsyncIpcClient
 from pycorosync.lib.ipc_channel import FrameChannel, deadline_after
 from pycorosync.lib.ipc_paths import default_run_dir, socket_path
-from pycorosync.lib.ipc_wire import Frame, FrameKind, check_hello, encode_frame, wire_serial
+from pycorosync.lib.ipc_wire import Frame, FrameKind, check_hello, encode_request, wire_serial
 
 __all__ = ["AsyncIpcClient", "DispatchFlag", "IpcClient", "default_run_dir", "open_socket"]
 
@@ -186,7 +186,7 @@ class IpcClient:
     def _encode(self, message_id: int, payload: bytes, serial: int) -> bytes:
         if len(payload) > self._max_body:
             raise TooBigError(f"{len(payload)} byte payload over {self._max_body}")
-        return encode_frame(Frame(FrameKind.REQUEST, message_id, payload, serial))
+        return encode_request(message_id, payload, serial)
 
     def _first_frame(self) -> Frame:
         deadline = deadline_after(self._timeout)

@@ -106,6 +106,15 @@ def encode_frame(frame: Frame) -> bytes:
     return header + frame.body
 
 
+def encode_request(message_id: int, body: bytes, serial: int) -> bytes:
+    """``encode_frame(Frame(FrameKind.REQUEST, message_id, body, serial))`` without the Frame:
+    a sender makes one per multicast."""
+    if not 0 <= message_id <= U32_MAX or not 0 <= serial <= U32_MAX:
+        raise ValueError(f"message id {message_id} or serial {serial} out of range")
+    request, ok = FrameKind.REQUEST, CsErrorCode.CS_OK
+    return HEADER.pack(MAGIC, VERSION, request, len(body), message_id, serial, ok) + body
+
+
 def encode_notify(message_id: int, body: bytes) -> bytes:
     """``encode_frame(Frame(FrameKind.NOTIFY, message_id, body))`` without the Frame: a
     worker sends one notification per delivered message and client."""

@@ -20,6 +20,7 @@ from pycorosync.lib.ipc_wire import (
     encode_frame,
     encode_hello,
     encode_notify,
+    encode_request,
     wire_serial,
 )
 
@@ -137,3 +138,14 @@ def test_encode_notify_is_a_notify_frame(message_id: int, body: bytes) -> None:
 def test_encode_notify_refuses_an_id_out_of_range() -> None:
     with pytest.raises(ValueError, match="out of range"):
         encode_notify(2**32, b"")
+
+
+@given(st.integers(0, 2**32 - 1), st.binary(max_size=300), st.integers(0, 2**32 - 1))
+def test_encode_request_is_a_request_frame(message_id: int, body: bytes, serial: int) -> None:
+    frame = Frame(FrameKind.REQUEST, message_id, body, serial)
+    assert encode_request(message_id, body, serial) == encode_frame(frame)
+
+
+def test_encode_request_refuses_a_serial_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        encode_request(1, b"", 2**32)
