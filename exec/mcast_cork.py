@@ -56,6 +56,7 @@ class McastCork:
         self._messages: list[tuple[int, int, Guarantee, bytes]] = []
         self._bytes = 0
         self._armed = False
+        self._closed = False
 
     @property
     def pending(self) -> int:
@@ -64,6 +65,8 @@ class McastCork:
 
     def take(self, record: McastRequest) -> bool:
         """Cork ``record``'s messages; False (nothing taken) if the ring lacks room."""
+        if self._closed:
+            return False
         size = sum(len(message[3]) + MESSAGE_SLACK for message in record.messages)
         if self._messages and self._bytes + size > CORK_BYTES:
             self.flush()
@@ -81,7 +84,7 @@ class McastCork:
 
     def flush(self) -> None:
         """Write what is corked, as one record."""
-        if not self._messages:
+        if not self._messages or self._closed:
             return
         record = McastRequest(False, tuple(self._messages))
         self._messages, self._bytes = [], 0
@@ -89,8 +92,9 @@ class McastCork:
             self._fail("the APP lane lost room that the multicast cork had counted on")
 
     def drop(self) -> None:
-        """Forget what is corked (the worker is closing)."""
+        """Forget what is corked and take nothing more: the worker is closing its channels."""
         self._messages, self._bytes = [], 0
+        self._closed = True
 
     def _at_turn_end(self) -> None:
         self._armed = False

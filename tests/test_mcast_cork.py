@@ -89,3 +89,13 @@ def test_every_accepted_cork_fits_the_room_it_was_promised() -> None:
         cork.flush()
         assert failures == []
         assert taken == bool(ring.records)
+
+
+def test_a_dropped_cork_writes_nothing_and_takes_nothing() -> None:
+    ring = FakeRing(1 << 20)
+    cork, scheduled, _failures = cork_on(ring)
+    assert cork.take(request(b"late"))
+    cork.drop()  # the worker closes its channels; the scheduled flush must not touch them
+    scheduled[0]()
+    assert not cork.take(request(b"later"))
+    assert ring.records == []
