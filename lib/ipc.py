@@ -98,6 +98,8 @@ class IpcClient:
         self._waiters = 0
         """Dispatches waiting on the epoll set; the last one out closes it after finalize."""
         self._epoll = select.epoll()
+        self._polling_out = False
+        """The socket is in the epoll set for writability too (a frame's tail is held)."""
         try:
             hello = check_hello(self._first_frame())
         except BaseException:
@@ -130,7 +132,9 @@ class IpcClient:
         """One-way: no response. TryAgainError if the socket cannot take it now."""
         with self._lock:
             self._check_usable()
-            if not self._channel.try_send(self._encode(message_id, payload, 0)):
+            sent = self._channel.try_send(self._encode(message_id, payload, 0))
+            self._watch_held()
+            if not sent:
                 raise TryAgainError(f"the {self.service} socket is full")
 
     def fd_get(self) -> int:
@@ -222,6 +226,21 @@ class IpcClient:
         self._update_wake()
         return answer
 
+    def _push_held(self) -> None:
+        """Get a held tail out (a one-way frame the socket took only part of), even when
+        nothing else is ever sent: every dispatch tries, and fd_get polls for room meanwhile."""
+        if self._channel.holding:
+            self._channel.push_held()
+        if self._channel.holding != self._polling_out:  # also after a request sent it all
+            self._watch_held()
+
+    def _watch_held(self) -> None:
+        holding = self._channel.holding
+        if holding != self._polling_out and not self._epoll.closed:
+            events = select.EPOLLIN | (select.EPOLLOUT if holding else 0)
+            self._epoll.modify(self._channel.fileno(), events)
+            self._polling_out = holding
+
     def _update_wake(self) -> None:
         if self._queue and not self._raised:
             os.eventfd_write(self._wake, 1)
@@ -235,6 +254,7 @@ class IpcClient:
         while True:
             with self._lock:
                 self._check_open()
+                self._push_held()
                 if self._queue:
                     item = self._queue.popleft()
                     self._update_wake()

@@ -9,6 +9,9 @@ non-blocking send can be attempted without changing modes.
 A stream may take only part of a frame. :meth:`try_send` then keeps the unsent tail and counts
 the frame as sent: the tail goes out before anything else, and while it is still waiting a
 further :meth:`try_send` refuses (returns ``False``) — at most one frame is ever held here.
+A caller that sends nothing more must still get the tail out: :meth:`push_held` sends what
+the socket takes of it, and :attr:`holding` says one waits (the client then also polls for
+writability, so that a caller asleep in ``poll`` comes back to push it).
 
 Reading takes what the socket has (a bounded number of reads per call, so a flooding daemon
 cannot keep a caller in here) and returns the whole frames. End of stream or a reset is the
@@ -83,6 +86,21 @@ class FrameChannel:
         self._unsent = data
         self._push()
         return True
+
+    @property
+    def holding(self) -> bool:
+        """Whether the tail of a sent frame waits for room in the socket."""
+        return bool(self._unsent)
+
+    def push_held(self) -> bool:
+        """Send what the socket takes of a held tail; True if some still waits. A lost
+        daemon is recorded in :attr:`gone` rather than raised (reads report it)."""
+        if self._unsent and self.gone is None:
+            try:
+                self._push()
+            except LibraryError:
+                return False
+        return bool(self._unsent)
 
     def receive(self) -> list[Frame]:
         """Every whole frame available without waiting. Once the daemon is gone, :attr:`gone`

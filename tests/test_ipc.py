@@ -12,6 +12,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 
 import msgpack
@@ -437,4 +438,30 @@ def test_a_full_socket_is_try_again_and_nothing_accepted_is_lost(served: ServerT
     # Every send that returned, including one the socket took only in part, arrives whole.
     assert msgpack.unpackb(client.request(COUNT, b"")) == accepted
     assert [int(p[:7]) for p in served.host.stored] == list(range(accepted))
+    client.finalize()
+
+
+def test_the_tail_of_a_one_way_frame_goes_out_without_another_send(served: ServerThread) -> None:
+    # The socket takes part of a large one-way frame; the client then only dispatches. The
+    # tail must still reach the daemon (fd_get polls for room meanwhile), or the last
+    # multicast of a sender that stops sending would never arrive.
+    client = IpcClient("oneway", run_dir=served.server_dir, timeout=5)
+    served.call(served.server.pause_reading)
+    accepted = []
+    for i in range(64):
+        payload = bytes([i]) * (256 * 1024)
+        try:
+            client.send(STORE, payload)
+        except TryAgainError:
+            break
+        accepted.append(payload)
+    assert accepted
+    served.call(served.server.resume_reading)
+    poller = select.poll()
+    poller.register(client.fd_get(), select.POLLIN)
+    deadline = time.monotonic() + 10
+    while len(served.host.stored) < len(accepted) and time.monotonic() < deadline:
+        if poller.poll(100):
+            client.dispatch(DispatchFlag.ALL, lambda m, p: None)
+    assert served.host.stored == accepted
     client.finalize()
