@@ -55,11 +55,10 @@ from pycorosync.exec.totem.events import ConfigChange, Delivery, Guarantee, Ring
 from pycorosync.exec.totem.pg import FrameOutlet, TotemPg
 from pycorosync.exec.totem.pg import Lane as PgLane
 from pycorosync.exec.totem.pg_wire import (
-    SERVICE_HEADER,
-    SERVICE_HEADER_SIZE,
     PgWireError,
-    decode_service,
     encode_groups,
+    encode_service,
+    service_fields,
 )
 from pycorosync.exec.totem.srp import Srp
 from pycorosync.exec.worker_proto import (
@@ -210,15 +209,10 @@ class Executive:
         payload: bytes,
         batches: dict[WorkerLink, list[tuple[int, int, bytes]]],
     ) -> None:
-        if len(payload) >= SERVICE_HEADER_SIZE:
-            size, service, function = SERVICE_HEADER.unpack_from(payload)
-        else:
-            size = service = function = -1
-        if size != len(payload):
-            try:
-                decode_service(payload)  # for its precise reason
-            except PgWireError as error:
-                log.warning("Discarded a message from node %d: %s", sender, error)
+        try:
+            service, function, body = service_fields(payload)
+        except PgWireError as error:
+            log.warning("Discarded a message from node %d: %s", sender, error)
             return
         link = self._by_service.get(service)
         if link is None:
@@ -227,7 +221,7 @@ class Executive:
         batch = batches.get(link)
         if batch is None:
             batch = batches[link] = []
-        batch.append((service, function, payload[SERVICE_HEADER_SIZE:]))
+        batch.append((service, function, body))
 
     @staticmethod
     def _send_batches(
@@ -358,11 +352,10 @@ class Executive:
     def _mcast(self, request: McastRequest) -> McastRequest | None:
         """Hand every message of ``request`` to totempg, in order; what did not fit yet."""
         lane = PgLane.SYNC if request.sync else PgLane.APP
-        mcast, pack = self.pg.mcast_with_header, SERVICE_HEADER.pack
+        mcast = self.pg.mcast_with_header
         for index, (service, function, guarantee, payload) in enumerate(request.messages):
-            # service and function are u16s (the record decoder checked them)
-            frame = pack(SERVICE_HEADER_SIZE + len(payload), service, function) + payload
             try:
+                frame = encode_service(service, function, payload)
                 if not mcast(_ENGINE_HEADER, frame, guarantee=guarantee, lane=lane):
                     return McastRequest(request.sync, request.messages[index:])
             except CsError as error:

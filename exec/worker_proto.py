@@ -331,14 +331,22 @@ def _enum(kind: type[IntEnum], value: object, what: str) -> Any:
         raise WorkerProtoError(f"bad {what} {value!r}") from None
 
 
+def _engine_columns(flat: object, fields: str, noun: str) -> list[list[Any]]:
+    """The columns of a flat array of engine messages (``fields`` wide, service and function
+    first, payload last), with those three checked."""
+    width = fields.count(",") + 1
+    if not isinstance(flat, list) or len(flat) % width:
+        raise WorkerProtoError(f"{noun} messages are a flat array of ({fields})")
+    columns = [flat[index::width] for index in range(width)]
+    if not all(type(n) is int and 0 <= n <= 0xFFFF for n in columns[0] + columns[1]):
+        raise WorkerProtoError(f"a {noun} message's service or function is not a u16")
+    if not all(type(p) is bytes for p in columns[-1]):
+        raise WorkerProtoError(f"a {noun} message's payload is not bytes")
+    return columns
+
+
 def _deliver(sender: object, g: object, flat: object) -> Deliver:
-    if not isinstance(flat, list) or len(flat) % 3:
-        raise WorkerProtoError("deliver messages are a flat array of (service, function, payload)")
-    services, functions, payloads = flat[0::3], flat[1::3], flat[2::3]
-    if not all(type(n) is int and 0 <= n <= 0xFFFF for n in services + functions):
-        raise WorkerProtoError("a delivered message's service or function is not a u16")
-    if not all(type(p) is bytes for p in payloads):
-        raise WorkerProtoError("a delivered message's payload is not bytes")
+    services, functions, payloads = _engine_columns(flat, "service, function, payload", "delivered")
     return Deliver(
         _u32(sender, "sender"),
         _enum(Guarantee, g, "guarantee"),
@@ -351,15 +359,8 @@ _GUARANTEES: dict[object, Guarantee] = {int(g): g for g in Guarantee}
 
 
 def _mcast(sync: object, flat: object) -> McastRequest:
-    if not isinstance(flat, list) or len(flat) % 4:
-        raise WorkerProtoError(
-            "mcast messages are a flat array of (service, function, guarantee, payload)"
-        )
-    services, functions, guarantees, payloads = flat[0::4], flat[1::4], flat[2::4], flat[3::4]
-    if not all(type(n) is int and 0 <= n <= 0xFFFF for n in services + functions):
-        raise WorkerProtoError("a multicast's service or function is not a u16")
-    if not all(type(p) is bytes for p in payloads):
-        raise WorkerProtoError("a multicast's payload is not bytes")
+    fields = "service, function, guarantee, payload"
+    services, functions, guarantees, payloads = _engine_columns(flat, fields, "multicast")
     try:
         checked = [_GUARANTEES[g] for g in guarantees if type(g) is int]
     except KeyError:

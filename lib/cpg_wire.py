@@ -324,13 +324,12 @@ def deliver_fields(data: bytes) -> tuple[bytes, int, int, bytes]:
             and type(message) is bytes
         ):
             return group, nodeid, pid, message
-    body = decode_deliver(data)  # raises with the precise reason
-    return body.group, body.nodeid, body.pid, body.message
+    group, nodeid, pid, message = _sized(fields, 4, "deliver")  # raises the precise reason
+    return check_group(group), _u32(nodeid), _u32(pid), _bytes(message, "message")
 
 
 def decode_deliver(data: bytes) -> DeliverBody:
-    group, nodeid, pid, message = unpack(data, 4, "deliver")
-    return DeliverBody(check_group(group), _u32(nodeid), _u32(pid), _bytes(message, "message"))
+    return DeliverBody(*deliver_fields(data))
 
 
 def encode_totem_confchg(body: TotemConfChgBody) -> bytes:
@@ -378,10 +377,7 @@ def decode_exec_mcast(data: bytes) -> tuple[bytes, int, bytes]:
 def exec_mcast_to_deliver(data: bytes, nodeid: int) -> tuple[bytes, int, bytes]:
     """A peer's MCAST as ``(group, pid, DELIVER callback body)``: the decode and the encode
     of every delivered message in one step, with no intermediate objects (the hot path)."""
-    group, pid, message = unpack(data, 3, "exec mcast")
-    check_group(group)
-    _u32(pid)
-    _bytes(message, "message")
+    group, pid, message = decode_exec_mcast(data)
     return group, pid, pack([group, nodeid, pid, message])
 
 
@@ -443,7 +439,10 @@ def _unpack_any(data: bytes, what: str) -> object:
 
 
 def unpack(data: bytes, length: int, what: str) -> list[Any]:
-    fields = _unpack_any(data, what)
+    return _sized(_unpack_any(data, what), length, what)
+
+
+def _sized(fields: object, length: int, what: str) -> list[Any]:
     if not isinstance(fields, list) or len(fields) != length:
         raise CpgWireError(f"a {what} must be an array of {length} fields")
     return fields

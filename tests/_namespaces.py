@@ -14,8 +14,10 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+import pytest
 
 from tests._loopback import Node
 
@@ -46,6 +48,20 @@ def remove_namespaces(names: Sequence[str]) -> None:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
             ip("netns", "del", ns, check=False)
+
+
+@contextlib.contextmanager
+def own_namespaces(names: Sequence[str], probe: str) -> Iterator[None]:
+    """Skip without namespaces; clear a leftover of an aborted run (the names are the
+    test's own); remove them at the end, also when the test fails. Build them inside."""
+    reason = namespaces_unavailable(probe)
+    if reason is not None:
+        pytest.skip(reason)
+    remove_namespaces(names)
+    try:
+        yield
+    finally:
+        remove_namespaces(names)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pycorosync.lib.cpg import CpgHandle, DispatchFlag, initialize
 from pycorosync.lib.cpg_wire import CpgAddress
 from pycorosync.lib.errors import TryAgainError
 from tests._loopback import Cluster, make_key, wait_until
-from tests._namespaces import NamespacedNode, ip, namespaces_unavailable, remove_namespaces
+from tests._namespaces import NamespacedNode, ip, own_namespaces
 
 pytestmark = pytest.mark.xdist_group("loopback")
 
@@ -37,11 +37,7 @@ SMALL_FRAME = 1382
 
 @pytest.fixture
 def hosts() -> Iterator[None]:
-    reason = namespaces_unavailable("pckn-probe")
-    if reason is not None:
-        pytest.skip(reason)
-    remove_namespaces(NODE_NS)  # a leftover of an aborted run: these names are this test's
-    try:
+    with own_namespaces(NODE_NS, "pckn-probe"):
         for ns in NODE_NS:
             ip("netns", "add", ns)
         ip("link", "add", VETH, "netns", NODE_NS[0], "mtu", "1500", "type", "veth",
@@ -54,8 +50,6 @@ def hosts() -> Iterator[None]:
             wait_until(lambda ns=ns: "state UP" in ip("-n", ns, "link", "show", VETH).stdout,
                        f"{ns}'s link")  # fmt: skip
         yield
-    finally:
-        remove_namespaces(NODE_NS)
 
 
 def rx_packets(ns: str) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests._loopback import DEADLINE_S, Cluster, make_key, wait_until
-from tests._namespaces import NamespacedNode, ip, namespaces_unavailable, remove_namespaces
+from tests._namespaces import NamespacedNode, ip, own_namespaces
 
 pytestmark = pytest.mark.xdist_group("loopback")
 
@@ -31,11 +31,7 @@ ALL_NS = (*NODE_NS, SWITCH_NS)
 
 @pytest.fixture
 def hosts() -> Iterator[None]:
-    reason = namespaces_unavailable("pct6-probe")
-    if reason is not None:
-        pytest.skip(reason)
-    remove_namespaces(ALL_NS)  # a leftover of an aborted run: these names are this test's
-    try:
+    with own_namespaces(ALL_NS, "pct6-probe"):
         ip("netns", "add", SWITCH_NS)
         ip("-n", SWITCH_NS, "link", "add", BRIDGE, "type", "bridge")
         ip("-n", SWITCH_NS, "link", "set", BRIDGE, "up")
@@ -57,8 +53,6 @@ def hosts() -> Iterator[None]:
                 f"{ns}'s link",
             )
         yield
-    finally:
-        remove_namespaces(ALL_NS)
 
 
 def test_three_nodes_form_one_ring_over_ipv6_multicast(hosts: None, base: Path) -> None:

@@ -271,24 +271,31 @@ class _Journal:
     def after_step(self) -> None: ...
 
 
+_NO_CRYPTO = CryptoConfig(cipher="none", hash="none", model="nss", keyfile="", key=None)
+
+
+def _journaled_process(journal: _Journal, core: object) -> TotemProcess:
+    """Node 1's Totem process on the journal (transport, ring seq store and listener), on the
+    running loop, packets in the clear."""
+    return TotemProcess(
+        loop=asyncio.get_running_loop(),
+        core=core,  # type: ignore[arg-type]
+        transport=journal,
+        protection=PacketCrypto(_NO_CRYPTO, None, 1, (1, 2), boot_id=1),
+        ring_seq=journal.store,
+        token_ms=1000,
+        notify=lambda state: None,
+        listener=journal,
+    )
+
+
 def test_the_ring_seq_is_saved_then_the_token_leaves_before_deliveries_go_up(
     tmp_path: Path,
 ) -> None:
-    config = CryptoConfig(cipher="none", hash="none", model="nss", keyfile="", key=None)
     journal = _Journal(tmp_path)
 
     async def run() -> None:
-        process = TotemProcess(
-            loop=asyncio.get_running_loop(),
-            core=_ScriptedCore(),  # type: ignore[arg-type]
-            transport=journal,
-            protection=PacketCrypto(config, None, 1, (1, 2), boot_id=1),
-            ring_seq=journal.store,
-            token_ms=1000,
-            notify=lambda state: None,
-            listener=journal,
-        )
-        process.start()
+        _journaled_process(journal, _ScriptedCore()).start()
 
     asyncio.run(run())
     assert journal.entries == ["saved 8", "sent to 2", "delivered b'm'"]
@@ -312,21 +319,11 @@ class _TokenCore(_ScriptedCore):
 def test_staged_frames_go_into_the_queue_before_a_token_is_handled(tmp_path: Path) -> None:
     # Corosync's TOKEN_RECEIVED callback: what the executive staged must leave on this visit
     # of the token; a batch without a token does not flush (frames keep packing).
-    config = CryptoConfig(cipher="none", hash="none", model="nss", keyfile="", key=None)
     journal = _Journal(tmp_path)
-    peer = PacketCrypto(config, None, 2, (1, 2), boot_id=1)
+    peer = PacketCrypto(_NO_CRYPTO, None, 2, (1, 2), boot_id=1)
 
     async def run() -> None:
-        process = TotemProcess(
-            loop=asyncio.get_running_loop(),
-            core=_TokenCore(journal.entries),  # type: ignore[arg-type]
-            transport=journal,
-            protection=PacketCrypto(config, None, 1, (1, 2), boot_id=1),
-            ring_seq=journal.store,
-            token_ms=1000,
-            notify=lambda state: None,
-            listener=journal,
-        )
+        process = _journaled_process(journal, _TokenCore(journal.entries))
         process.start()
         for payload in (b"mcast", b"token"):
             journal.batch = [Datagram(peer.seal(payload), ("127.0.0.2", 5405))]

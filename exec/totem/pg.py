@@ -478,20 +478,31 @@ class TotemPg:
 
     def deliver(self, sender: int, frame: bytes, guarantee: Guarantee) -> list[GroupDelivery]:
         """The group deliveries one SRP delivery yields, in order."""
-        out: list[GroupDelivery] = []
-        for message in self.unpacker.receive(sender, frame, guarantee):
-            out.extend(self._to_groups(message))
-        return out
+        lane, messages = self.unpacker.receive_data(sender, frame)
+        return [
+            GroupDelivery(group, sender, lane, guarantee, payload)
+            for group, payload in self._to_groups(messages)
+        ]
 
     def deliver_payloads(self, sender: int, frame: bytes) -> list[tuple[bytes, bytes]]:
         """:meth:`deliver` as ``(group, payload)`` pairs, with no object per delivery: what
         the executive routes (sender, lane and guarantee are the frame's)."""
+        return self._to_groups(self.unpacker.receive_data(sender, frame)[1])
+
+    def config_change(self, change: ConfigChange) -> None:
+        """Feed every configuration change in delivery order."""
+        if change.kind is ConfigKind.TRANSITIONAL and change.left:
+            self.unpacker.members_left(change.left)
+
+    def _to_groups(self, messages: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """``(group, payload)`` for every joined group each message names, each group once."""
         out: list[tuple[bytes, bytes]] = []
         joined = self._joined
-        for data in self.unpacker.receive_data(sender, frame)[1]:
+        for data in messages:
             try:
                 groups, offset = decode_groups(data)
             except ValueError:
+                # Counted rather than raised: the frame's other messages are good and in order.
                 self.malformed_messages += 1
                 continue
             payload = data[offset:]
@@ -504,29 +515,6 @@ class TotemPg:
                 if group in joined and group not in seen:
                     seen.add(group)
                     out.append((group, payload))
-        return out
-
-    def config_change(self, change: ConfigChange) -> None:
-        """Feed every configuration change in delivery order."""
-        if change.kind is ConfigKind.TRANSITIONAL and change.left:
-            self.unpacker.members_left(change.left)
-
-    def _to_groups(self, message: PgMessage) -> list[GroupDelivery]:
-        try:
-            groups, offset = decode_groups(message.data)
-        except ValueError:
-            # Counted rather than raised: the frame's other messages are good and in order.
-            self.malformed_messages += 1
-            return []
-        payload = message.data[offset:]
-        seen: set[bytes] = set()
-        out = []
-        for group in groups:
-            if group in self._joined and group not in seen:
-                seen.add(group)
-                out.append(
-                    GroupDelivery(group, message.sender, message.lane, message.guarantee, payload)
-                )
         return out
 
 
