@@ -243,7 +243,10 @@ class Executive:
 
     def before_token(self) -> None:
         """The token is here: whatever is staged leaves on this visit. Staged frames are
-        emitted only now (or when full), so a frame packs every message sent in between."""
+        emitted only now (or when full), so a frame packs every message sent in between.
+        What the workers wrote meanwhile is taken first, to leave on this visit too."""
+        for link in self.links:
+            link.take_ready()
         if self._held:
             self._retry_held()
         self.pg.flush()

@@ -120,6 +120,7 @@ class WorkerLink:
         self._pending: deque[bytes] = deque()
         """Records taken from the ring but not yet handed over (the owner paused us)."""
         self._more = False
+        self._garbled = False
         self.process: subprocess.Popen[bytes] | None = None
         self._pidfd: int | None = None
         self.exited = asyncio.Event()
@@ -238,21 +239,55 @@ class WorkerLink:
             self._paused = False
             self._loop.call_soon(self._on_readable)
 
+    def take_ready(self) -> None:
+        """Hand over what the worker has written so far, without waiting for its wake-up.
+
+        The owner calls this when the token arrives: a multicast the worker wrote while the
+        token was on its way would otherwise be read after the token has left (the datagram
+        and the eventfd become ready in one poll, and the datagram is served first), and wait
+        a whole rotation. It neither arms nor consumes the wake-up, so an empty ring costs no
+        system call; a wake-up that comes later finds the ring empty and arms as usual (an
+        unarmed reader always has an :meth:`_on_readable` pending)."""
+        if self._paused or self._closed or self._garbled or self._pending:
+            return
+        try:
+            records = self._reader.read(READ_BATCH)
+        except ShmRingError as error:
+            self._garbage(error)
+            return
+        if records:
+            self._pending.extend(data for _lane, data in records)
+            self._hand_over()
+            if len(records) == READ_BATCH and not self._paused:
+                self._loop.call_soon(self._on_readable)
+
     def _on_readable(self) -> None:
-        if self._paused or self._closed:
+        if self._paused or self._closed or self._garbled:
             return
         try:
             if not self._pending:
                 self._fill()
+        except ShmRingError as error:
+            self._garbage(error)
+            return
+        self._hand_over()
+        if self._more and not self._paused:
+            self._loop.call_soon(self._on_readable)
+
+    def _hand_over(self) -> None:
+        try:
             while self._pending and not self._paused:
                 _stamp, record = decode(self._pending.popleft())
                 self._on_record(self, record)
-        except (ShmRingError, WorkerProtoError) as error:
-            log.error("Worker %d sent garbage (%s); restarting it", self.plan.index, error)
-            self.kill()
-            return
-        if self._more and not self._paused:
-            self._loop.call_soon(self._on_readable)
+        except WorkerProtoError as error:
+            self._garbage(error)
+
+    def _garbage(self, error: Exception) -> None:
+        log.error("Worker %d sent garbage (%s); restarting it", self.plan.index, error)
+        self._garbled = True  # read nothing more from it: it is being killed
+        self._pending.clear()
+        self._more = False
+        self.kill()
 
     def _fill(self) -> None:
         records = self._reader.read(READ_BATCH)

@@ -8,9 +8,9 @@ from typing import ClassVar
 
 import pytest
 
-from pycorosync.exec.shmring import Channel
+from pycorosync.exec.shmring import Channel, Lane
 from pycorosync.exec.totem.events import Guarantee
-from pycorosync.exec.worker_proto import Deliver, StampOrder, decode
+from pycorosync.exec.worker_proto import Deliver, McastRequest, StampOrder, decode, encode
 from pycorosync.exec.workers import WorkerLink, WorkerPlan, WorkerSettings, plan_workers
 from tests._engines import ValidEngine
 
@@ -89,3 +89,74 @@ def test_a_full_ring_overflows_in_order_and_a_worker_that_never_drains_goes_over
     assert link.backlog == 0
     assert not link.over_budget(link._loop.time() + TOKEN_S * 10)
     worker_end.close()
+
+
+def _recording_link(
+    received: list[object],
+) -> tuple[WorkerLink, asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    settings = WorkerSettings(
+        run_dir="/nonexistent", logging_keys={}, token_timeout=TOKEN_S, lane_capacity=LANE_BYTES
+    )
+    made = WorkerLink(
+        WorkerPlan(0, (Shared,)),
+        settings,
+        loop,
+        lambda _link, record: received.append(record),
+        lambda *_: None,
+    )
+    loop.add_reader(made._reader.data_fileno, made._on_readable)  # as spawn() does
+    return made, loop
+
+
+def _mcast(n: int) -> McastRequest:
+    return McastRequest(False, ((40, 0, Guarantee.AGREED, n.to_bytes(4, "big")),))
+
+
+def test_take_ready_hands_over_what_the_worker_wrote_before_its_wake_up_is_served() -> None:
+    received: list[object] = []
+    made, loop = _recording_link(received)
+    worker_end = Channel.attach(made._up.fds)
+    writer = worker_end.writer()
+    try:
+        loop.run_until_complete(asyncio.sleep(0))  # the reader finds the ring empty and arms
+        assert writer.write(Lane.APP, encode(_mcast(1)))
+        assert writer.write(Lane.APP, encode(_mcast(2)))
+        made.take_ready()  # the token is here: no loop turn in between
+        assert received == [_mcast(1), _mcast(2)]
+
+        # The wake-up the worker signalled then finds an empty ring and arms again, so the
+        # next record still arrives through it, once.
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
+        assert received == [_mcast(1), _mcast(2)]
+        assert writer.write(Lane.APP, encode(_mcast(3)))
+        deadline = loop.time() + 5
+        while len(received) < 3 and loop.time() < deadline:
+            loop.run_until_complete(asyncio.sleep(0.001))
+        assert received == [_mcast(1), _mcast(2), _mcast(3)]
+    finally:
+        worker_end.close()
+        made.close()
+        loop.close()
+
+
+def test_take_ready_stops_reading_a_worker_that_wrote_garbage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    received: list[object] = []
+    made, loop = _recording_link(received)
+    worker_end = Channel.attach(made._up.fds)
+    writer = worker_end.writer()
+    try:
+        assert writer.write(Lane.APP, b"\xc1 not msgpack")
+        assert writer.write(Lane.APP, encode(_mcast(1)))
+        made.take_ready()
+        made.take_ready()
+        made._on_readable()
+        assert received == []  # nothing after the garbage is believed
+        assert sum("sent garbage" in r.message for r in caplog.records) == 1
+    finally:
+        worker_end.close()
+        made.close()
+        loop.close()
