@@ -453,7 +453,6 @@ class Executive:
         for timer in (self._budget_timer, self._stats_timer):
             if timer is not None:
                 timer.cancel()
-        serv_log.log(NOTICE, "Unloading all Corosync service engines.")
         for link in reversed(self.links):
             link.send(Shutdown(), Lane.SYNC)
             self._kick()

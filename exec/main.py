@@ -24,11 +24,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib.metadata import version
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import uvloop
 
@@ -58,6 +58,9 @@ from pycorosync.plugins.registry import ServiceRegistry
 
 log = subsys_logger("MAIN")
 serv_log = subsys_logger("SERV")
+LOG_FLUSH_S: Final = 0.5
+"""At most this long, at shutdown, to wait for our log lines to be written before the workers
+(which write theirs themselves) log their unloads."""
 totem_log = subsys_logger("TOTEM")
 _KEYGEN_HINT = " (create the key with corosync-keygen and copy it to every node)"
 
@@ -176,7 +179,7 @@ def _run(options: Options) -> int:
         for engine in registry.load_order():
             serv_log.info("Service engine found: %s [%d]", engine.name, engine.service_id)
         apply_scheduling(config.parsed)
-        return _serve(config, registry, dirs, protection)
+        return _serve(config, registry, dirs, protection, logsys.flush)
 
 
 def _refuse_setid() -> None:
@@ -253,14 +256,20 @@ def _packet_crypto(config: LoadedConfig, dirs: RunDirs) -> PacketCrypto:
 
 
 def _serve(
-    config: LoadedConfig, registry: ServiceRegistry, dirs: RunDirs, protection: PacketCrypto
+    config: LoadedConfig,
+    registry: ServiceRegistry,
+    dirs: RunDirs,
+    protection: PacketCrypto,
+    flush_log: Callable[[float], bool],
 ) -> int:
     store = CmapStore(record_changes=True)
     install_default_ro_keys(store)
     config.load_into(store)
     store.take_changes()  # the workers start from a snapshot that already holds these
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve_until_stopped(config, registry, dirs, protection, store))
+        return runner.run(
+            _serve_until_stopped(config, registry, dirs, protection, store, flush_log=flush_log)
+        )
 
 
 async def _serve_until_stopped(
@@ -269,6 +278,8 @@ async def _serve_until_stopped(
     dirs: RunDirs,
     protection: PacketCrypto,
     store: CmapStore,
+    *,
+    flush_log: Callable[[float], bool],
 ) -> int:
     # The stop handlers go in before the pid file is written: whoever waits for the pid file
     # may signal at once, and a signal that finds no handler kills us with the pid file left.
@@ -298,10 +309,11 @@ async def _serve_until_stopped(
             return ExitCode.FATAL
         log.log(NOTICE, "Node was shut down by a signal")
         sd_notify("STOPPING=1")
+        serv_log.log(NOTICE, "Unloading all Corosync service engines.")
         if executive is not None:
+            # The workers log their unloads themselves: ours must be written first.
+            flush_log(LOG_FLUSH_S)
             await executive.shutdown()
-        else:
-            serv_log.log(NOTICE, "Unloading all Corosync service engines.")
         totem.shutdown()
         log.log(NOTICE, "Corosync Cluster Engine exiting normally")
         return ExitCode.OK

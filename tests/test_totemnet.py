@@ -21,6 +21,7 @@ from pycorosync.exec.totemconfig import CryptoConfig
 from pycorosync.exec.totemcrypto import PacketCrypto
 from pycorosync.exec.totemnet import Datagram, NetStats, UdpuTransport, send_datagram
 from pycorosync.exec.totemproc import (
+    EARLY_DELIVERY_BYTES,
     RateLimitedLog,
     RingSeqFile,
     TotemProcess,
@@ -299,6 +300,34 @@ def test_the_ring_seq_is_saved_then_the_token_leaves_before_deliveries_go_up(
 
     asyncio.run(run())
     assert journal.entries == ["saved 8", "sent to 2", "delivered b'm'"]
+
+
+class _DeliveringCore(_ScriptedCore):
+    """A core whose first output is a token to pass on and one delivery of ``size`` bytes."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        delivery = Delivery(sender=1, ring_id=RingId(8, 1), seq=1, payload=b"m" * size)
+        self._output = ([Send(2, b"token")], [delivery])
+
+
+@pytest.mark.parametrize(
+    ("size", "order"),
+    [
+        (EARLY_DELIVERY_BYTES, ["delivered", "sent to 2"]),
+        (EARLY_DELIVERY_BYTES + 1, ["sent to 2", "delivered"]),
+    ],
+)
+def test_a_small_delivery_goes_up_before_the_token_leaves_and_a_big_one_after(
+    tmp_path: Path, size: int, order: list[str]
+) -> None:
+    journal = _Journal(tmp_path)
+
+    async def run() -> None:
+        _journaled_process(journal, _DeliveringCore(size)).start()
+
+    asyncio.run(run())
+    assert [entry.split(" b'")[0] for entry in journal.entries] == order
 
 
 class _TokenCore(_ScriptedCore):
