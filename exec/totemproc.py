@@ -270,6 +270,8 @@ class PauseMonitor:
 
 
 FLUSH_ROUNDS_MAX = 4
+"""Output rounds per wake-up: handing events up may queue messages (sync, held multicasts)
+that the core emits at once; a bound keeps one wake-up from running unboundedly."""
 EARLY_DELIVERY_BYTES: Final = 4096
 """A step whose events are only deliveries of at most this many bytes in all hands them up
 before sending its datagrams (a lightly loaded ring: the self-delivery latency drops by the
@@ -283,10 +285,6 @@ def _light(events: Sequence[TotemEvent]) -> bool:
             return False
         total += len(event.payload)
     return 0 < total <= EARLY_DELIVERY_BYTES
-
-
-"""Output rounds per wake-up: handing events up may queue messages (sync, held multicasts)
-that the core emits at once; a bound keeps one wake-up from running unboundedly."""
 
 
 class CoreListener(Protocol):

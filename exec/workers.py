@@ -248,25 +248,18 @@ class WorkerLink:
         a whole rotation. It neither arms nor consumes the wake-up, so an empty ring costs no
         system call; a wake-up that comes later finds the ring empty and arms as usual (an
         unarmed reader always has an :meth:`_on_readable` pending)."""
-        if self._paused or self._closed or self._garbled or self._pending:
-            return
-        try:
-            records = self._reader.read(READ_BATCH)
-        except ShmRingError as error:
-            self._garbage(error)
-            return
-        if records:
-            self._pending.extend(data for _lane, data in records)
-            self._hand_over()
-            if len(records) == READ_BATCH and not self._paused:
-                self._loop.call_soon(self._on_readable)
+        if not self._pending:
+            self._take(arm=False)
 
     def _on_readable(self) -> None:
+        self._take(arm=True)
+
+    def _take(self, *, arm: bool) -> None:
         if self._paused or self._closed or self._garbled:
             return
         try:
             if not self._pending:
-                self._fill()
+                self._fill(arm=arm)
         except ShmRingError as error:
             self._garbage(error)
             return
@@ -289,13 +282,14 @@ class WorkerLink:
         self._more = False
         self.kill()
 
-    def _fill(self) -> None:
+    def _fill(self, *, arm: bool) -> None:
         records = self._reader.read(READ_BATCH)
-        if not records and self._reader.ack_and_arm():
+        if not records and arm and self._reader.ack_and_arm():
             records = self._reader.read(READ_BATCH)
-        # Read again until the ring is empty: only a reader that armed itself (found it
-        # empty) is woken by the worker's next record.
-        self._more = bool(records)
+        # A reader that arms reads again until the ring is empty: only a reader that armed
+        # itself (found it empty) is woken by the worker's next record. One that does not
+        # arm leaves that to the wake-up, and reads again only after a full batch.
+        self._more = bool(records) if arm else len(records) == READ_BATCH
         self._pending.extend(data for _lane, data in records)
 
     def __repr__(self) -> str:
