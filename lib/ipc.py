@@ -133,6 +133,8 @@ class IpcClient:
         with self._lock:
             self._check_usable()
             sent = self._channel.try_send(self._encode(message_id, payload, 0))
+            if sent and self._channel.holding:
+                self._channel.finish_held(deadline_after(self._timeout))
             self._watch_held()
             if not sent:
                 raise TryAgainError(f"the {self.service} socket is full")

@@ -9,9 +9,12 @@ non-blocking send can be attempted without changing modes.
 A stream may take only part of a frame. :meth:`try_send` then keeps the unsent tail and counts
 the frame as sent: the tail goes out before anything else, and while it is still waiting a
 further :meth:`try_send` refuses (returns ``False``) — at most one frame is ever held here.
-A caller that sends nothing more must still get the tail out: :meth:`push_held` sends what
-the socket takes of it, and :attr:`holding` says one waits (the client then also polls for
-writability, so that a caller asleep in ``poll`` comes back to push it).
+The client finishes the tail before its send returns, waiting for room up to its timeout
+(:meth:`finish_held`), as libcpg's send blocks: a caller that sends nothing more and never
+dispatches still gets its message out. A tail still held after that is left to
+:meth:`push_held`, which sends what the socket takes of it, and :attr:`holding` says one
+waits (the client then also polls for writability, so that a caller asleep in ``poll`` comes
+back to push it).
 
 Reading takes what the socket has (a bounded number of reads per call, so a flooding daemon
 cannot keep a caller in here) and returns the whole frames. End of stream or a reset is the
@@ -91,6 +94,15 @@ class FrameChannel:
     def holding(self) -> bool:
         """Whether the tail of a sent frame waits for room in the socket."""
         return bool(self._unsent)
+
+    def finish_held(self, deadline: float | None) -> None:
+        """Wait for room until ``deadline`` to send a held tail whole; what is still unsent
+        then stays held for :meth:`push_held`."""
+        try:
+            while self._unsent and not self._push():
+                self._wait(select.POLLOUT, deadline)
+        except CsTimeoutError:
+            pass
 
     def push_held(self) -> bool:
         """Send what the socket takes of a held tail; True if some still waits. A lost

@@ -54,8 +54,8 @@ def served(run_dir: str) -> Iterator[ServerThread]:
     thread.stop()
 
 
-def _client(run_dir: str, service: str = "echo") -> IpcClient:
-    return IpcClient(service, run_dir=run_dir, timeout=10)
+def _client(run_dir: str, service: str = "echo", timeout: float = 10) -> IpcClient:
+    return IpcClient(service, run_dir=run_dir, timeout=timeout)
 
 
 def _readable(fd: int) -> bool:
@@ -431,7 +431,8 @@ def _send_until_try_again(client: IpcClient) -> int:
 
 
 def test_a_full_socket_is_try_again_and_nothing_accepted_is_lost(served: ServerThread) -> None:
-    client = _client(served.server_dir, "oneway")
+    # A short timeout: the send that the socket takes in part waits that long for room.
+    client = _client(served.server_dir, "oneway", timeout=1)
     served.call(served.server.pause_reading)
     accepted = _send_until_try_again(client)  # the paused server lets the socket fill up
     served.call(served.server.resume_reading)
@@ -445,7 +446,7 @@ def test_the_tail_of_a_one_way_frame_goes_out_without_another_send(served: Serve
     # The socket takes part of a large one-way frame; the client then only dispatches. The
     # tail must still reach the daemon (fd_get polls for room meanwhile), or the last
     # multicast of a sender that stops sending would never arrive.
-    client = IpcClient("oneway", run_dir=served.server_dir, timeout=5)
+    client = IpcClient("oneway", run_dir=served.server_dir, timeout=0.5)
     served.call(served.server.pause_reading)
     accepted = []
     for i in range(64):
@@ -464,4 +465,22 @@ def test_the_tail_of_a_one_way_frame_goes_out_without_another_send(served: Serve
         if poller.poll(100):
             client.dispatch(DispatchFlag.ALL, lambda m, p: None)
     assert served.host.stored == accepted
+    client.finalize()
+
+
+def test_a_one_way_send_waits_for_room_to_finish_its_frame(served: ServerThread) -> None:
+    # The socket takes part of a large one-way frame while the daemon does not read; the
+    # daemon reads again soon. The send returns with the whole frame out, and it arrives
+    # although the client never dispatches (libcpg's send blocks likewise).
+    client = _client(served.server_dir, "oneway")
+    served.call(served.server.pause_reading)
+    payload = bytes(1024 * 1024)  # more than a Unix socket's buffers take at once
+    resume = threading.Timer(0.3, lambda: served.call(served.server.resume_reading))
+    resume.start()
+    try:
+        client.send(STORE, payload)
+        assert not client._channel.holding
+    finally:
+        resume.join()
+    served.host.wait_for(lambda: served.host.stored == [payload])
     client.finalize()
