@@ -67,6 +67,7 @@ MODEL_V1_DELIVER_INITIAL_TOTEM_CONF: Final = 0x01
 """The only model flag: one totem confchg right after the handle's first CPG confchg."""
 
 _E = TypeVar("_E", bound=IntEnum)
+_packb = msgpack.packb
 _U32 = (0, (1 << 32) - 1)
 _U64 = (0, (1 << 64) - 1)
 
@@ -220,7 +221,12 @@ def encode_mcast(guarantee: int, message: bytes) -> bytes:
 
 
 def decode_mcast(data: bytes) -> tuple[int, bytes]:
-    guarantee, message = unpack(data, 2, "mcast request")
+    fields = _unpack_any(data, "mcast request")
+    if type(fields) is list and len(fields) == 2:  # the sender's hot path: checks inline
+        guarantee, message = fields
+        if type(guarantee) is int and 0 <= guarantee <= _U32[1] and type(message) is bytes:
+            return guarantee, message
+    guarantee, message = _sized(fields, 2, "mcast request")  # raises the precise reason
     return _int(guarantee, "guarantee", _U32), _bytes(message, "message")
 
 
@@ -366,7 +372,8 @@ def decode_proc(data: bytes) -> tuple[bytes, int, CpgReason]:
 
 
 def encode_exec_mcast(group: bytes, pid: int, message: bytes) -> bytes:
-    return pack([group, pid, message])
+    packed: bytes = _packb([group, pid, message], use_bin_type=True)
+    return packed
 
 
 def decode_exec_mcast(data: bytes) -> tuple[bytes, int, bytes]:
@@ -376,8 +383,20 @@ def decode_exec_mcast(data: bytes) -> tuple[bytes, int, bytes]:
 
 def exec_mcast_to_deliver(data: bytes, nodeid: int) -> tuple[bytes, int, bytes]:
     """A peer's MCAST as ``(group, pid, DELIVER callback body)``: the decode and the encode
-    of every delivered message in one step, with no intermediate objects (the hot path)."""
-    group, pid, message = decode_exec_mcast(data)
+    of every delivered message in one step, checked as :func:`decode_exec_mcast` checks, with
+    no intermediate objects or calls per field (the hot path)."""
+    fields = _unpack_any(data, "exec mcast")
+    if type(fields) is list and len(fields) == 3:
+        group, pid, message = fields
+        if (
+            type(group) is bytes
+            and len(group) <= CPG_MAX_NAME_LENGTH
+            and type(pid) is int
+            and 0 <= pid <= _U32[1]
+            and type(message) is bytes
+        ):
+            return group, pid, _packb([group, nodeid, pid, message], use_bin_type=True)
+    group, pid, message = decode_exec_mcast(data)  # raises the precise reason
     return group, pid, pack([group, nodeid, pid, message])
 
 

@@ -157,8 +157,8 @@ class IpcClient:
                 raise TryAgainError("no notification waiting")
             callback(*item)
         elif mode is DispatchFlag.ALL:
-            while (item := self._next_notification(block=False)) is not None:
-                callback(*item)
+            while batch := self._take_notifications():
+                self._run_batch(batch, callback)
         elif mode is DispatchFlag.ONE:
             callback(*self._blocking_notification())
         else:
@@ -270,6 +270,34 @@ class IpcClient:
                     return None
                 self._waiters += 1
             self._wait_for_work()
+
+    def _take_notifications(self) -> list[Notification]:
+        """Every notification waiting now, taken under one lock (an ALL dispatch's batch)."""
+        with self._lock:
+            self._check_open()
+            self._push_held()
+            if not self._queue:
+                if self._channel.gone is not None:
+                    raise self._gone()
+                self._route(self._channel.receive(), waiting_for=-1)
+            batch = list(self._queue)
+            self._queue.clear()
+            self._update_wake()
+            return batch
+
+    def _run_batch(self, batch: list[Notification], callback: Callable[[int, bytes], None]) -> None:
+        """Run ``batch`` in order, as one at a time would: a finalize in a callback stops it,
+        and what a raising callback left is queued again, first."""
+        for index, item in enumerate(batch):
+            try:
+                self._check_open()
+                callback(*item)
+            except BaseException:
+                with self._lock:
+                    self._queue.extendleft(reversed(batch[index + 1 :]))
+                    if not self._finalized:
+                        self._update_wake()
+                raise
 
     def _blocking_notification(self) -> Notification:
         item = self._next_notification(block=True)

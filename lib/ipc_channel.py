@@ -35,7 +35,6 @@ from pycorosync.lib.ipc_wire import (
     DEFAULT_MAX_BODY,
     Frame,
     FrameDecoder,
-    FrameError,
     FrameKind,
 )
 
@@ -134,12 +133,9 @@ class FrameChannel:
         return self._whole_frames()
 
     def _whole_frames(self) -> list[Frame]:
-        frames: list[Frame] = []
-        try:
-            for frame in self._decoder.frames():
-                frames.append(frame)
-        except FrameError as exc:
-            self.gone = LibraryError(f"malformed frame from the daemon: {exc}")
+        frames, error = self._decoder.take()
+        if error is not None:
+            self.gone = LibraryError(f"malformed frame from the daemon: {error}")
         return frames
 
     def wait_readable(self, deadline: float | None) -> None:

@@ -32,7 +32,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgpack
 
@@ -59,6 +59,7 @@ MAGIC: Final = 0xC05C
 VERSION: Final = 1
 HEADER: Final = struct.Struct("<HBBIIIi")
 """magic, version, kind, body_len, message_id, serial, error."""
+_HEADER_SIZE: Final = HEADER.size
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024 + 64 * 1024
 """Corosync's 1 MiB IPC message size, plus slack for the msgpack envelope of a service."""
@@ -81,13 +82,18 @@ class FrameError(Exception):
         self.code = code
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
+    """One frame. A tuple rather than a frozen dataclass: a receiver builds one per delivered
+    message, and a tuple costs a third of the time to make."""
+
     kind: FrameKind
     message_id: int
     body: bytes
     serial: int = 0
     error: int = CsErrorCode.CS_OK
+
+
+_KINDS: Final = {int(kind): kind for kind in FrameKind}
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -156,24 +162,45 @@ class FrameDecoder:
             yield frame
 
     def next_frame(self) -> Frame | None:
-        buffer, start = self._buffer, self._start
-        if self._header is None:
-            if len(buffer) - start < HEADER.size:
-                return None
-            self._header = self._parse_header()
-        kind, body_len, message_id, serial, error = self._header
-        begin = start + HEADER.size
-        end = begin + body_len
-        if len(buffer) < end:
-            return None
-        body = bytes(buffer[begin:end])
-        self._start = end
-        self._header = None
-        return Frame(kind, message_id, body, serial, error)
+        frames, error = self._take(1)
+        if error is not None:
+            raise error
+        return frames[0] if frames else None
 
-    def _parse_header(self) -> tuple[FrameKind, int, int, int, int]:
+    def take(self) -> tuple[list[Frame], FrameError | None]:
+        """Every whole frame buffered, and the error of a malformed header after them (the
+        frames before it are good; the stream is lost from the error on)."""
+        return self._take(-1)
+
+    def _take(self, limit: int) -> tuple[list[Frame], FrameError | None]:
+        # One loop with locals: a client reads dozens of deliveries per recv.
+        frames: list[Frame] = []
+        buffer, start, header = self._buffer, self._start, self._header
+        available = len(buffer)
+        error = None
+        while limit:
+            if header is None:
+                if available - start < _HEADER_SIZE:
+                    break
+                try:
+                    header = self._parse_header(start)
+                except FrameError as exc:
+                    error = exc
+                    break
+            kind, body_len, message_id, serial, code = header
+            begin = start + _HEADER_SIZE
+            end = begin + body_len
+            if available < end:
+                break
+            frames.append(Frame(kind, message_id, bytes(buffer[begin:end]), serial, code))
+            start, header = end, None
+            limit -= 1
+        self._start, self._header = start, header
+        return frames, error
+
+    def _parse_header(self, start: int) -> tuple[FrameKind, int, int, int, int]:
         magic, version, kind, body_len, message_id, serial, error = HEADER.unpack_from(
-            self._buffer, self._start
+            self._buffer, start
         )
         if magic != MAGIC:
             raise FrameError(CsErrorCode.CS_ERR_MESSAGE_ERROR, f"bad magic 0x{magic:04x}")
@@ -187,7 +214,7 @@ class FrameDecoder:
             raise FrameError(
                 CsErrorCode.CS_ERR_TOO_BIG, f"body of {body_len} bytes over {self._max_body}"
             )
-        return FrameKind(kind), body_len, message_id, serial, error
+        return _KINDS[kind], body_len, message_id, serial, error
 
 
 @dataclass(frozen=True, slots=True)

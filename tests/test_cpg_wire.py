@@ -136,6 +136,7 @@ def test_names_over_128_bytes_are_name_too_long() -> None:
     [
         msgpack.packb([b"g" * 129, 1, b"m"]),
         msgpack.packb([b"g", -1, b"m"]),
+        msgpack.packb([b"g", True, b"m"]),
         msgpack.packb([b"g", 1, "text"]),
         msgpack.packb([b"g", 1]),
         b"\xc1",
@@ -160,3 +161,29 @@ def test_a_bad_exec_mcast_is_refused_on_the_delivery_path(bad: bytes) -> None:
 def test_a_bad_deliver_body_is_refused_by_the_fast_decoder_too(bad: bytes) -> None:
     with pytest.raises(CsError):
         wire.deliver_fields(bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        msgpack.packb([True, b"m"]),
+        msgpack.packb([2**32, b"m"]),
+        msgpack.packb([-1, b"m"]),
+        msgpack.packb([1, "text"]),
+        msgpack.packb([1]),
+        msgpack.packb({"a": 1}),
+        b"\xc1",
+    ],
+)
+def test_a_bad_mcast_request_is_refused_by_the_fast_decoder(bad: bytes) -> None:
+    with pytest.raises(CsError):
+        wire.decode_mcast(bad)
+
+
+def test_the_fast_paths_agree_with_the_plain_codecs() -> None:
+    assert wire.decode_mcast(wire.encode_mcast(2, b"m")) == (2, b"m")
+    exec_body = wire.encode_exec_mcast(b"g", 7, b"m")
+    assert wire.decode_exec_mcast(exec_body) == (b"g", 7, b"m")
+    group, pid, deliver = wire.exec_mcast_to_deliver(exec_body, 3)
+    assert (group, pid) == (b"g", 7)
+    assert wire.decode_deliver(deliver) == wire.DeliverBody(b"g", 3, 7, b"m")

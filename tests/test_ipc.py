@@ -134,6 +134,42 @@ def test_dispatch_one_nonblocking_and_all(served: ServerThread) -> None:
     client.finalize()
 
 
+def test_a_raising_callback_leaves_the_rest_of_the_batch_queued_in_order(
+    served: ServerThread,
+) -> None:
+    client = _client(served.server_dir)
+    client.request(NOTIFY, msgpack.packb([5, 8]))  # all five arrive before the response
+    seen: list[int] = []
+
+    def fail_on_two(message_id: int, payload: bytes) -> None:
+        seen.append(_index(payload))
+        if _index(payload) == 2:
+            raise RuntimeError("callback failed")
+
+    with pytest.raises(RuntimeError):
+        client.dispatch(DispatchFlag.ALL, fail_on_two)
+    assert seen == [0, 1, 2]
+    assert _readable(client.fd_get())  # the rest still wait, and say so
+    client.dispatch(DispatchFlag.ALL, lambda m, p: seen.append(_index(p)))
+    assert seen == [0, 1, 2, 3, 4]
+    assert not _readable(client.fd_get())
+    client.finalize()
+
+
+def test_a_finalize_in_a_callback_stops_the_batch(served: ServerThread) -> None:
+    client = _client(served.server_dir)
+    client.request(NOTIFY, msgpack.packb([4, 8]))
+    seen: list[int] = []
+
+    def finalize_on_first(message_id: int, payload: bytes) -> None:
+        seen.append(_index(payload))
+        client.finalize()
+
+    with pytest.raises(BadHandleError):
+        client.dispatch(DispatchFlag.ALL, finalize_on_first)
+    assert seen == [0]
+
+
 def test_dispatch_one_waits_for_a_notification(served: ServerThread) -> None:
     client = _client(served.server_dir, "spam")
     seen: Received = []

@@ -124,6 +124,34 @@ def test_arbitrary_bytes_give_frames_or_a_frame_error(data: bytes) -> None:
     }
 
 
+def test_take_returns_the_good_frames_before_a_bad_header_then_the_error() -> None:
+    decoder = FrameDecoder(64, frozenset({FrameKind.NOTIFY}))
+    good = [encode_notify(7, b"a"), encode_notify(8, b"bc")]
+    bad = HEADER.pack(0xBEEF, VERSION, FrameKind.NOTIFY, 0, 1, 0, 1)
+    decoder.feed(b"".join([*good, bad, encode_notify(9, b"lost")]))
+    frames, error = decoder.take()
+    assert [(f.message_id, f.body) for f in frames] == [(7, b"a"), (8, b"bc")]
+    assert error is not None
+    assert error.code == CsErrorCode.CS_ERR_MESSAGE_ERROR
+    frames, again = decoder.take()  # the stream stays lost
+    assert frames == []
+    assert again is not None
+    assert again.code == error.code
+    with pytest.raises(FrameError):
+        decoder.next_frame()
+
+
+def test_take_keeps_a_partial_frame_for_the_next_read() -> None:
+    decoder = FrameDecoder(64, frozenset({FrameKind.NOTIFY}))
+    stream = encode_notify(1, b"one") + encode_notify(2, b"two")
+    decoder.feed(stream[:-2])
+    assert [f.body for f in decoder.take()[0]] == [b"one"]
+    assert decoder.take() == ([], None)
+    decoder.feed(stream[-2:])
+    assert [f.body for f in decoder.take()[0]] == [b"two"]
+    assert decoder.buffered == 0
+
+
 def test_request_serials_wrap_and_never_become_zero() -> None:
     assert [wire_serial(n) for n in (1, 2, 2**32 - 1, 2**32, 2**32 + 1)] == [1, 2, 2**32 - 1, 1, 2]
 

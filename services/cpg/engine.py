@@ -136,6 +136,8 @@ class CpgEngine:
 
     def __init__(self) -> None:
         self._api: ExecutiveApi | None = None
+        self._nodeid = 0
+        """The local node's id, kept at exec_init: read for every delivered message."""
         self.table = ProcessTable()
         self._conns: dict[ClientConnection, _Conn] = {}
         self._refused: set[ClientConnection] = set()
@@ -187,6 +189,7 @@ class CpgEngine:
 
     def exec_init(self, api: ExecutiveApi) -> None:
         self._api = api
+        self._nodeid = api.nodeid
 
     def exec_exit(self) -> bool:
         for conn in list(self._conns):
@@ -561,6 +564,15 @@ class CpgEngine:
             raise BadHandleError("the connection is not open")
         return state
 
+    def _on_exec_mcast(self, payload: bytes, sender: int) -> None:
+        """:meth:`_exec` for MCAST without the generic table: every delivered message."""
+        try:
+            self._exec_mcast(payload, sender)
+        except CsError as error:
+            log.warning("Dropping a malformed cpg message from node %d: %s", sender, error)
+        if sender == self._nodeid:
+            self._own_delivered()
+
     lib_handlers: ClassVar[Mapping[int, LibHandler[CpgEngine]]] = {
         CpgRequestId.JOIN: LibHandler(_lib_join, FlowControl.REQUIRED),
         CpgRequestId.LEAVE: LibHandler(_lib_leave, FlowControl.REQUIRED),
@@ -583,7 +595,7 @@ class CpgEngine:
         CpgExecId.PROCJOIN: ExecHandler(lambda e, p, s: e._exec(CpgExecId.PROCJOIN, p, s)),
         CpgExecId.PROCLEAVE: ExecHandler(lambda e, p, s: e._exec(CpgExecId.PROCLEAVE, p, s)),
         CpgExecId.JOINLIST: ExecHandler(lambda e, p, s: e._exec(CpgExecId.JOINLIST, p, s)),
-        CpgExecId.MCAST: ExecHandler(lambda e, p, s: e._exec(CpgExecId.MCAST, p, s)),
+        CpgExecId.MCAST: ExecHandler(_on_exec_mcast),
         CpgExecId.DOWNLIST: ExecHandler(lambda e, p, s: e._exec(CpgExecId.DOWNLIST, p, s)),
     }
 
