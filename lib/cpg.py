@@ -19,9 +19,15 @@ Corosync one handle is in at most one group at a time; a process may open severa
   ``totem_confchg_fn(ring_id, members)``. Flow-control notifications are the library's own and
   never count as a callback.
 
+A message over :data:`MAX_ATOMIC_MSG_SIZE` goes as fragments (:mod:`.cpg_fragments`), as
+libcpg sends it: each a PARTIAL_MCAST request that waits for the engine's answer, retried on
+``CS_ERR_TRY_AGAIN`` up to :data:`PARTIAL_RETRIES` times :data:`PARTIAL_RETRY_S` apart; an
+answer of ``CS_ERR_INTERRUPT`` (the group's membership changed since the first fragment)
+ends the send, and the receivers drop what they had. Receivers reassemble, and the deliver
+callback sees only whole messages.
+
 Client-side checks, made before anything is sent: a group name over 128 bytes is
-``CS_ERR_NAME_TOO_LONG``; a message over :data:`MAX_ATOMIC_MSG_SIZE` is ``CS_ERR_TOO_BIG``
-(there is no fragmentation); ``mcast_joined`` on a handle that has not joined, or has left, is
+``CS_ERR_NAME_TOO_LONG``; ``mcast_joined`` on a handle that has not joined, or has left, is
 ``CS_ERR_NOT_EXIST`` (Corosync sends it and the daemon only logs the refusal); every call on a
 finalized handle is ``CS_ERR_BAD_HANDLE``. ``join`` and ``leave`` retry while the engine
 answers ``CS_ERR_BUSY`` (a leave or join of this handle not delivered yet), as libcpg does,
@@ -36,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, cast
 
 from pycorosync.lib import cpg_wire as wire
+from pycorosync.lib.cpg_fragments import Reassembly, cut
 from pycorosync.lib.cpg_wire import (
     CPG_MAX_NAME_LENGTH,
     MAX_ATOMIC_MSG_SIZE,
@@ -59,7 +66,6 @@ from pycorosync.lib.errors import (
     NoSectionsError,
     NotExistError,
     QueueFullError,
-    TooBigError,
     TryAgainError,
 )
 from pycorosync.lib.ipc import DispatchFlag, IpcClient
@@ -83,6 +89,9 @@ _GUARANTEES = frozenset(CpgGuarantee)
 
 BUSY_RETRY_S = 10.0
 """How long join/leave keep retrying CS_ERR_BUSY before they raise it."""
+PARTIAL_RETRIES = 100
+PARTIAL_RETRY_S = 0.01
+"""libcpg's retries of a fragment the engine answers CS_ERR_TRY_AGAIN (100 x 10 ms)."""
 
 DeliverFn = Callable[[bytes, int, int, bytes], None]
 """``deliver_fn(group, nodeid, pid, msg)``."""
@@ -180,6 +189,7 @@ class CpgHandle:
         self._dropped_seen = 0
         self._dropped_reported = 0
         self._iterations: set[CpgIteration] = set()
+        self._assemblies = Reassembly()
 
     # Connection ---------------------------------------------------------------------------
 
@@ -241,19 +251,33 @@ class CpgHandle:
         self._joined = None
 
     def mcast_joined(self, guarantee: int, msg: bytes | Sequence[bytes]) -> None:
-        """``cpg_mcast_joined``: multicast to the joined group; one-way (no reply)."""
+        """``cpg_mcast_joined``: multicast to the joined group. One-way (no reply) up to
+        :data:`MAX_ATOMIC_MSG_SIZE`; a bigger message returns once every fragment is taken."""
         transport = self._live()
         message = msg if isinstance(msg, bytes) else b"".join(msg)
         if guarantee not in _GUARANTEES:
             raise InvalidParamError(f"unknown guarantee {guarantee}")
-        if len(message) > MAX_ATOMIC_MSG_SIZE:
-            raise TooBigError(f"{len(message)} byte message over {MAX_ATOMIC_MSG_SIZE}")
         if self._joined is None:
             raise NotExistError("this handle has not joined a group")
         self._report_dropped()
+        if len(message) > MAX_ATOMIC_MSG_SIZE:
+            self._send_fragments(guarantee, message)
+            return
         if self._flow_control is FlowControlState.ENABLED:
             raise TryAgainError("cpg flow control is on; dispatch, then retry")
         transport.send(CpgRequestId.MCAST, wire.encode_mcast(guarantee, message))
+
+    def _send_fragments(self, guarantee: int, message: bytes) -> None:
+        for kind, fragment in cut(message):
+            body = wire.encode_partial_mcast(guarantee, len(message), kind, fragment)
+            for attempt in range(PARTIAL_RETRIES):
+                try:
+                    self._request(CpgRequestId.PARTIAL_MCAST, body)
+                    break
+                except TryAgainError:
+                    if attempt == PARTIAL_RETRIES - 1:
+                        raise
+                    time.sleep(PARTIAL_RETRY_S)
 
     def membership_get(self, group: bytes | str) -> list[CpgAddress]:
         """Every process in ``group`` on any node (joined or not); reason is UNDEFINED."""
@@ -340,8 +364,16 @@ class CpgHandle:
             return False
         if message_id == CpgResponseId.DELIVER_CALLBACK:
             self._callbacks.deliver(*wire.deliver_fields(payload))
+        elif message_id == CpgResponseId.PARTIAL_DELIVER_CALLBACK:
+            part = wire.decode_partial_deliver(payload)
+            whole = self._assemblies.add(part)
+            if whole is None:
+                return False
+            self._callbacks.deliver(part.group, part.nodeid, part.pid, whole)
         elif message_id == CpgResponseId.CONFCHG_CALLBACK:
             change = wire.decode_confchg(payload)
+            for gone in change.left:
+                self._assemblies.forget(gone.nodeid, gone.pid)
             lists = (list(change.members), list(change.left), list(change.joined))
             self._callbacks.confchg(change.group, *lists)
         elif message_id == CpgResponseId.TOTEM_CONFCHG_CALLBACK:

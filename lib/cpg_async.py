@@ -11,6 +11,11 @@ waits - ``CS_ERR_TRY_AGAIN`` from the published flow-control state or a full tra
 :class:`~pycorosync.lib.cpg_wire.TotemConfChgBody`, in the order the engine sent them;
 flow-control notifications update :meth:`AsyncCpgHandle.flow_control_state_get` and are not
 yielded. The client-side checks are those of the blocking library.
+
+Messages over :data:`~pycorosync.lib.cpg_wire.MAX_ATOMIC_MSG_SIZE`: every fragment is a
+request, so they are sent by the coroutine :meth:`AsyncCpgHandle.mcast_joined_fragmented`
+(``mcast_joined`` stays one-way and refuses them with ``CS_ERR_TOO_BIG``); received ones are
+reassembled (:mod:`~pycorosync.lib.cpg_fragments`) and yielded whole, as one DeliverBody.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from pycorosync.lib import cpg_wire as wire
-from pycorosync.lib.cpg import group_name
+from pycorosync.lib.cpg import PARTIAL_RETRIES, PARTIAL_RETRY_S, group_name
+from pycorosync.lib.cpg_fragments import Reassembly, cut
 from pycorosync.lib.cpg_wire import (
     MAX_ATOMIC_MSG_SIZE,
     MODEL_V1_DELIVER_INITIAL_TOTEM_CONF,
@@ -71,6 +78,7 @@ class AsyncCpgHandle:
         self._flags = flags
         self._joined: bytes | None = None
         self._flow_control = FlowControlState.DISABLED
+        self._assemblies = Reassembly()
 
     @classmethod
     async def connect(
@@ -103,12 +111,48 @@ class AsyncCpgHandle:
         if guarantee not in set(CpgGuarantee):
             raise InvalidParamError(f"unknown guarantee {guarantee}")
         if len(msg) > MAX_ATOMIC_MSG_SIZE:
-            raise TooBigError(f"{len(msg)} byte message over {MAX_ATOMIC_MSG_SIZE}")
+            raise TooBigError(
+                f"{len(msg)} byte message over {MAX_ATOMIC_MSG_SIZE}: "
+                "await mcast_joined_fragmented for it"
+            )
         if self._joined is None:
             raise NotExistError("this handle has not joined a group")
         if self._flow_control is FlowControlState.ENABLED:
             raise TryAgainError("cpg flow control is on; read events, then retry")
         transport.send(CpgRequestId.MCAST, wire.encode_mcast(guarantee, msg))
+
+    async def mcast_joined_fragmented(self, guarantee: int, msg: bytes) -> None:
+        """Multicast a message of any size: up to MAX_ATOMIC_MSG_SIZE as ``mcast_joined``
+        (waiting out flow control), above it as fragments, each answered by the engine."""
+        if len(msg) <= MAX_ATOMIC_MSG_SIZE:
+            await self._retry_try_again(lambda: self.mcast_joined(guarantee, msg))
+            return
+        self._live()
+        if guarantee not in set(CpgGuarantee):
+            raise InvalidParamError(f"unknown guarantee {guarantee}")
+        if self._joined is None:
+            raise NotExistError("this handle has not joined a group")
+        for kind, fragment in cut(msg):
+            body = wire.encode_partial_mcast(guarantee, len(msg), kind, fragment)
+            for attempt in range(PARTIAL_RETRIES):
+                try:
+                    await self._live().request(CpgRequestId.PARTIAL_MCAST, body)
+                    break
+                except TryAgainError:
+                    if attempt == PARTIAL_RETRIES - 1:
+                        raise
+                    await asyncio.sleep(PARTIAL_RETRY_S)
+
+    @staticmethod
+    async def _retry_try_again(send: Callable[[], None]) -> None:
+        for attempt in range(PARTIAL_RETRIES):
+            try:
+                send()
+                return
+            except TryAgainError:
+                if attempt == PARTIAL_RETRIES - 1:
+                    raise
+                await asyncio.sleep(PARTIAL_RETRY_S)
 
     async def membership_get(self, group: bytes | str) -> list[CpgAddress]:
         body = wire.encode_group(group_name(group))
@@ -138,8 +182,15 @@ class AsyncCpgHandle:
             return None
         if message_id == CpgResponseId.DELIVER_CALLBACK:
             return wire.decode_deliver(payload)
+        if message_id == CpgResponseId.PARTIAL_DELIVER_CALLBACK:
+            part = wire.decode_partial_deliver(payload)
+            whole = self._assemblies.add(part)
+            return None if whole is None else DeliverBody(part.group, part.nodeid, part.pid, whole)
         if message_id == CpgResponseId.CONFCHG_CALLBACK:
-            return wire.decode_confchg(payload)
+            change = wire.decode_confchg(payload)
+            for gone in change.left:
+                self._assemblies.forget(gone.nodeid, gone.pid)
+            return change
         if message_id == CpgResponseId.TOTEM_CONFCHG_CALLBACK:
             return wire.decode_totem_confchg(payload)
         raise LibraryError(f"unexpected cpg dispatch message {message_id}")

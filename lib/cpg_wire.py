@@ -50,9 +50,11 @@ __all__ = [
     "DeliverBody",
     "FlowControlBody",
     "FlowControlState",
+    "FragmentType",
     "IterationDescription",
     "IterationType",
     "JoinList",
+    "PartialBody",
     "TotemConfChgBody",
     "check_group",
 ]
@@ -82,6 +84,7 @@ class CpgRequestId(IntEnum):
     ITERATION_NEXT = 6
     ITERATION_FINALIZE = 7
     FINALIZE = 8
+    PARTIAL_MCAST = 12
 
 
 class CpgResponseId(IntEnum):
@@ -91,6 +94,7 @@ class CpgResponseId(IntEnum):
     DELIVER_CALLBACK = 5
     FLOW_CONTROL_STATE_SET = 6
     TOTEM_CONFCHG_CALLBACK = 13
+    PARTIAL_DELIVER_CALLBACK = 17
 
 
 class CpgExecId(IntEnum):
@@ -99,6 +103,15 @@ class CpgExecId(IntEnum):
     JOINLIST = 2
     MCAST = 3
     DOWNLIST = 5
+    PARTIAL_MCAST = 6
+
+
+class FragmentType(IntEnum):
+    """Where a fragment of a message over :data:`MAX_ATOMIC_MSG_SIZE` sits in it."""
+
+    FIRST = 1
+    CONTINUED = 2
+    LAST = 3
 
 
 class CpgGuarantee(IntEnum):
@@ -174,6 +187,19 @@ class DeliverBody:
 
 
 @dataclass(frozen=True, slots=True)
+class PartialBody:
+    """One fragment of a large message as a receiver gets it (PARTIAL_DELIVER_CALLBACK):
+    ``total`` is the whole message's length, given in every fragment."""
+
+    group: bytes
+    nodeid: int
+    pid: int
+    total: int
+    kind: FragmentType
+    fragment: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class TotemConfChgBody:
     ring_id: CpgRingId
     members: tuple[int, ...]
@@ -228,6 +254,21 @@ def decode_mcast(data: bytes) -> tuple[int, bytes]:
             return guarantee, message
     guarantee, message = _sized(fields, 2, "mcast request")  # raises the precise reason
     return _int(guarantee, "guarantee", _U32), _bytes(message, "message")
+
+
+def encode_partial_mcast(guarantee: int, total: int, kind: FragmentType, fragment: bytes) -> bytes:
+    """PARTIAL_MCAST: ``[guarantee, total, kind, fragment]`` (a request: it is answered)."""
+    return pack([guarantee, total, int(kind), fragment])
+
+
+def decode_partial_mcast(data: bytes) -> tuple[int, int, FragmentType, bytes]:
+    guarantee, total, kind, fragment = unpack(data, 4, "partial mcast request")
+    return (
+        _int(guarantee, "guarantee", _U32),
+        _int(total, "total", _U64),
+        _enum(FragmentType, kind, "fragment type"),
+        _bytes(fragment, "fragment"),
+    )
 
 
 def encode_group(group: bytes) -> bytes:
@@ -398,6 +439,41 @@ def exec_mcast_to_deliver(data: bytes, nodeid: int) -> tuple[bytes, int, bytes]:
             return group, pid, _packb([group, nodeid, pid, message], use_bin_type=True)
     group, pid, message = decode_exec_mcast(data)  # raises the precise reason
     return group, pid, pack([group, nodeid, pid, message])
+
+
+def encode_exec_partial(
+    group: bytes, pid: int, total: int, kind: FragmentType, fragment: bytes
+) -> bytes:
+    """The executive PARTIAL_MCAST: ``[group, pid, total, kind, fragment]``."""
+    return pack([group, pid, total, int(kind), fragment])
+
+
+def exec_partial_to_deliver(data: bytes, nodeid: int) -> tuple[bytes, bytes]:
+    """A peer's PARTIAL_MCAST as ``(group, PARTIAL_DELIVER callback body)``, checked."""
+    group, pid, total, kind, fragment = unpack(data, 5, "exec partial mcast")
+    checked = check_group(group), _u32(pid), _int(total, "total", _U64)
+    kind = _enum(FragmentType, kind, "fragment type")
+    body = pack(
+        [checked[0], nodeid, checked[1], checked[2], int(kind), _bytes(fragment, "fragment")]
+    )
+    return checked[0], body
+
+
+def encode_partial_deliver(body: PartialBody) -> bytes:
+    fields = [body.group, body.nodeid, body.pid, body.total, int(body.kind), body.fragment]
+    return pack(fields)
+
+
+def decode_partial_deliver(data: bytes) -> PartialBody:
+    group, nodeid, pid, total, kind, fragment = unpack(data, 6, "partial deliver")
+    return PartialBody(
+        check_group(group),
+        _u32(nodeid),
+        _u32(pid),
+        _int(total, "total", _U64),
+        _enum(FragmentType, kind, "fragment type"),
+        _bytes(fragment, "fragment"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

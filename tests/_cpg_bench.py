@@ -24,6 +24,7 @@ from pycorosync.lib.cpg_wire import (
     CpgResponseId,
     CpgRingId,
     DeliverBody,
+    PartialBody,
     TotemConfChgBody,
 )
 from pycorosync.lib.errors import CsErrorCode, LibraryError, TryAgainError, error_for
@@ -31,7 +32,7 @@ from pycorosync.plugins.engine import ClientConnection
 from pycorosync.plugins.testing import FakeCluster, Notification
 from pycorosync.services.cpg import CpgEngine
 
-Event = DeliverBody | ConfChgBody | TotemConfChgBody
+Event = DeliverBody | ConfChgBody | TotemConfChgBody | PartialBody
 
 
 def decode_event(note: Notification) -> Event | None:
@@ -42,6 +43,8 @@ def decode_event(note: Notification) -> Event | None:
         return wire.decode_confchg(note.payload)
     if note.message_id == CpgResponseId.TOTEM_CONFCHG_CALLBACK:
         return wire.decode_totem_confchg(note.payload)
+    if note.message_id == CpgResponseId.PARTIAL_DELIVER_CALLBACK:
+        return wire.decode_partial_deliver(note.payload)
     return None
 
 

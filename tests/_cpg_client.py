@@ -2,13 +2,17 @@
 
 Usage: ``python -m tests._cpg_client RUN_DIR GROUP``. It prints ``{"ready": nodeid}`` once
 joined, then one line per callback (``deliver`` / ``confchg``); every line read on stdin is
-multicast to the group (retried while flow control says TRY_AGAIN).
+multicast to the group (retried while flow control says TRY_AGAIN). A line ``big SIZE SEED``
+multicasts SIZE pseudo-random bytes instead; a delivered message over 1000 bytes is reported
+as ``big SIZE SHA256`` rather than as text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import select
 import sys
 
@@ -30,7 +34,7 @@ def main() -> None:
     run_dir, group = sys.argv[1], sys.argv[2].encode()
 
     def deliver(group: bytes, nodeid: int, pid: int, msg: bytes) -> None:
-        emit({"deliver": [nodeid, pid, msg.decode()]})
+        emit({"deliver": [nodeid, pid, describe(msg)]})
 
     def confchg(
         group: bytes, members: list[CpgAddress], left: list[CpgAddress], joined: list[CpgAddress]
@@ -52,7 +56,21 @@ def main() -> None:
             line = stdin.readline()
             if not line:
                 return
-            send(handle, line.strip())
+            send(handle, message_for(line.strip()))
+
+
+def describe(msg: bytes) -> str:
+    if len(msg) > 1000:
+        return f"big {len(msg)} {hashlib.sha256(msg).hexdigest()}"
+    return msg.decode()
+
+
+def message_for(line: bytes) -> bytes:
+    """The bytes a stdin line asks to multicast."""
+    if line.startswith(b"big "):
+        _, size, seed = line.split()
+        return random.Random(int(seed)).randbytes(int(size))
+    return line
 
 
 def join(handle: CpgHandle, group: bytes) -> None:

@@ -7,8 +7,10 @@ wait has a deadline; addresses 127.0.50-52.x are this file's alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -118,6 +120,37 @@ def test_clients_on_two_nodes_exchange_messages_and_see_a_killed_client_leave(
                 "a PROCDOWN confchg for the killed client",
             )
             assert sorted(members_of_last_confchg(client)) == sorted(everyone[:2])
+    finally:
+        for client in clients:
+            client.stop()
+
+
+def test_a_message_over_the_atomic_size_arrives_whole_in_the_agreed_order(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = synced(make_cluster(53))
+    clients = [ClientProcess(cluster.node(n), "big group") for n in (1, 2, 3)]
+    a, b, _ = clients
+    try:
+        for client in clients:
+            wait_until(lambda c=client: bool(c.seen("ready")), "a client to join")
+        for client in clients:
+            wait_until(lambda c=client: len(members_of_last_confchg(c)) == 3, "three members")
+        size = 3 * cpg.MAX_ATOMIC_MSG_SIZE + 12345  # four fragments
+        expected = hashlib.sha256(random.Random(7).randbytes(size)).hexdigest()
+        a.send("before")
+        a.send(f"big {size} 7")
+        b.send("while a sends")
+        a.send("after")
+        for client in clients:
+            wait_until(lambda c=client: len(c.messages()) == 4, "four deliveries", 60.0)
+        assert a.messages() == b.messages() == clients[2].messages()
+        texts = [m[2] for m in a.messages()]  # type: ignore[index]
+        assert [t for t in texts if t != "while a sends"] == [
+            "before",
+            f"big {size} {expected}",
+            "after",
+        ]
     finally:
         for client in clients:
             client.stop()

@@ -66,6 +66,7 @@ from pycorosync.lib.cpg_wire import (
     CpgRingId,
     FlowControlBody,
     FlowControlState,
+    FragmentType,
     IterationDescription,
     IterationType,
 )
@@ -74,6 +75,7 @@ from pycorosync.lib.errors import (
     BusyError,
     CsError,
     ExistError,
+    InterruptError,
     InvalidParamError,
     NoSectionsError,
     NotExistError,
@@ -123,6 +125,11 @@ class _Conn:
     initial_totem_conf_sent: bool = False
     iterations: dict[int, deque[IterationDescription]] = field(default_factory=dict)
     dropped: int = 0
+    transitions: int = 0
+    """Confchgs sent to this connection: a fragmented message started before the last one
+    is interrupted (Corosync's ``transition_counter``)."""
+    partial_from: int | None = None
+    """``transitions`` when this connection's current fragmented message began."""
 
 
 class CpgEngine:
@@ -169,6 +176,7 @@ class CpgEngine:
             CpgExecId.JOINLIST: self._exec_joinlist,
             CpgExecId.MCAST: self._exec_mcast,
             CpgExecId.DOWNLIST: self._exec_downlist,
+            CpgExecId.PARTIAL_MCAST: self._exec_partial,
         }
 
     @property
@@ -284,6 +292,25 @@ class CpgEngine:
             return
         self._send(conn, CpgExecId.MCAST, wire.encode_exec_mcast(state.group, state.pid, message))
 
+    def _lib_partial_mcast(self, conn: ClientConnection, payload: bytes) -> None:
+        """One fragment of a message over MAX_ATOMIC_MSG_SIZE: answered, unlike MCAST."""
+
+        def partial() -> bytes:
+            _guarantee, total, kind, fragment = wire.decode_partial_mcast(payload)
+            state = self._state(conn)
+            if state.group is None or state.state not in _SENDING:
+                raise NotExistError("this handle is not in a group")
+            if kind is FragmentType.FIRST:
+                state.partial_from = state.transitions
+            elif state.partial_from != state.transitions:
+                state.partial_from = None
+                raise InterruptError("the group's membership changed during this message")
+            body = wire.encode_exec_partial(state.group, state.pid, total, kind, fragment)
+            self._multicast_now(CpgExecId.PARTIAL_MCAST, body)
+            return b""
+
+        answer(self.api, conn, CpgRequestId.PARTIAL_MCAST, partial)
+
     def _lib_membership(self, conn: ClientConnection, payload: bytes) -> None:
         def members() -> bytes:
             return wire.encode_members(self.table.members(wire.decode_group(payload)))
@@ -389,6 +416,14 @@ class CpgEngine:
         dispatch = self.api.dispatch
         for conn, _state in self._receivers(group):
             dispatch(conn, CpgResponseId.DELIVER_CALLBACK, body)
+
+    def _exec_partial(self, payload: bytes, sender: int) -> None:
+        group, body = wire.exec_partial_to_deliver(payload, sender)
+        if not self.table.node_in_group(group, sender):
+            log.debug("Unknown node %d in group %r: not delivering its fragment", sender, group)
+            return
+        for conn, _state in self._receivers(group):
+            self.api.dispatch(conn, CpgResponseId.PARTIAL_DELIVER_CALLBACK, body)
 
     def _exec_joinlist(self, payload: bytes, sender: int) -> None:
         joinlist = wire.decode_joinlist(payload)
@@ -546,6 +581,7 @@ class CpgEngine:
         body = ConfChgBody(change.group, members, change.left, change.joined)
         encoded = wire.encode_confchg(body)
         for conn, state in self._receivers(change.group):
+            state.transitions += 1
             self.api.dispatch(conn, CpgResponseId.CONFCHG_CALLBACK, encoded)
             self._initial_totem_conf(conn, state)
 
@@ -590,6 +626,7 @@ class CpgEngine:
         ),
         # The PROCDOWN of a finalized connection goes through the outbox: never refused.
         CpgRequestId.FINALIZE: LibHandler(_lib_finalize, FlowControl.NOT_REQUIRED),
+        CpgRequestId.PARTIAL_MCAST: LibHandler(_lib_partial_mcast, FlowControl.REQUIRED),
     }
     exec_handlers: ClassVar[Mapping[int, ExecHandler[CpgEngine]]] = {
         CpgExecId.PROCJOIN: ExecHandler(lambda e, p, s: e._exec(CpgExecId.PROCJOIN, p, s)),
@@ -597,6 +634,9 @@ class CpgEngine:
         CpgExecId.JOINLIST: ExecHandler(lambda e, p, s: e._exec(CpgExecId.JOINLIST, p, s)),
         CpgExecId.MCAST: ExecHandler(_on_exec_mcast),
         CpgExecId.DOWNLIST: ExecHandler(lambda e, p, s: e._exec(CpgExecId.DOWNLIST, p, s)),
+        CpgExecId.PARTIAL_MCAST: ExecHandler(
+            lambda e, p, s: e._exec(CpgExecId.PARTIAL_MCAST, p, s)
+        ),
     }
 
     def _exec(self, function_id: CpgExecId, payload: bytes, sender: int) -> None:
@@ -615,5 +655,7 @@ class CpgEngine:
             self._flush()
 
 
-_COUNTED = frozenset({CpgExecId.PROCJOIN, CpgExecId.PROCLEAVE, CpgExecId.MCAST})
+_COUNTED = frozenset(
+    {CpgExecId.PROCJOIN, CpgExecId.PROCLEAVE, CpgExecId.MCAST, CpgExecId.PARTIAL_MCAST}
+)
 _SENDING = (JoinState.JOIN_STARTED, JoinState.JOIN_COMPLETED)
