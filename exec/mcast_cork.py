@@ -55,6 +55,8 @@ class McastCork:
         self._fail = fail
         self._messages: list[tuple[int, int, Guarantee, bytes]] = []
         self._bytes = 0
+        self._room = 0
+        """The APP lane's room when last read since the last flush (0: read it again)."""
         self._armed = False
         self._closed = False
 
@@ -65,17 +67,39 @@ class McastCork:
 
     def take(self, record: McastRequest) -> bool:
         """Cork ``record``'s messages; False (nothing taken) if the ring lacks room."""
+        size = sum(len(message[3]) + MESSAGE_SLACK for message in record.messages)
+        if not self._make_room(size):
+            return False
+        self._messages.extend(record.messages)
+        return True
+
+    def take_one(self, service: int, function: int, guarantee: Guarantee, payload: bytes) -> bool:
+        """:meth:`take` of one message, with no record to build: an engine's every multicast."""
+        if not self._make_room(len(payload) + MESSAGE_SLACK):
+            return False
+        self._messages.append((service, function, guarantee, payload))
+        return True
+
+    def _make_room(self, size: int) -> bool:
+        """Count ``size`` more bytes in, flushing first if they would not fit; False if the
+        ring cannot take them even then."""
         if self._closed:
             return False
-        size = sum(len(message[3]) + MESSAGE_SLACK for message in record.messages)
         if self._messages and self._bytes + size > CORK_BYTES:
             self.flush()
-        if self._bytes + size + RECORD_SLACK > self._writer.room(Lane.APP):
-            self.flush()
-            if size + RECORD_SLACK > self._writer.room(Lane.APP):
-                self._writer.want_space()
-                return False
-        self._messages.extend(record.messages)
+        needed = self._bytes + size + RECORD_SLACK
+        # Room only grows while nothing is written (the reader only frees it), so the last
+        # figure read holds until the cork needs more than it: one shared-memory read per
+        # flush rather than one a message. Every write to the lane goes through a flush
+        # first (the worker keeps its records in order), and a flush forgets the figure.
+        if needed > self._room:
+            self._room = self._writer.room(Lane.APP)
+            if needed > self._room:
+                self.flush()
+                self._room = self._writer.room(Lane.APP)
+                if size + RECORD_SLACK > self._room:
+                    self._writer.want_space()
+                    return False
         self._bytes += size
         if not self._armed:
             self._armed = True
@@ -90,6 +114,7 @@ class McastCork:
         self._messages, self._bytes = [], 0
         if not self._writer.write(Lane.APP, encode(record)):
             self._fail("the APP lane lost room that the multicast cork had counted on")
+        self._room = 0
 
     def drop(self) -> None:
         """Forget what is corked and take nothing more: the worker is closing its channels."""

@@ -49,6 +49,7 @@ from pycorosync.exec.shmring import (
     Lane,
     ShmRingError,
 )
+from pycorosync.exec.totem.events import Guarantee
 from pycorosync.exec.worker_host import WorkerHost
 from pycorosync.exec.worker_proto import (
     McastRequest,
@@ -129,6 +130,7 @@ class Worker:
             to_totem=self._to_totem,
             clients=self._clients,
             scheduler=loop,
+            mcast_app=self._mcast_app,
         )
         self.server = IpcServer(spec.run_dir, self, self._authorize)
         self._clients.server = self.server
@@ -147,6 +149,9 @@ class Worker:
         self._loop.add_reader(self._writer.space_fileno, self._on_space)
         self._loop.add_reader(sys.stdin.fileno(), self._on_parent)
         self._loop.call_soon(self._on_records)
+
+    def _mcast_app(self, service: int, function: int, guarantee: Guarantee, payload: bytes) -> bool:
+        return self._cork.take_one(service, function, guarantee, payload)
 
     def _to_totem(self, record: Record, lane: Lane) -> bool:
         if lane is Lane.APP and isinstance(record, McastRequest) and not record.sync:

@@ -22,7 +22,7 @@ from pycorosync.exec.icmap_replica import CmapReplica
 from pycorosync.exec.icmap_tracking import TrackCallback
 from pycorosync.exec.shmring import Lane
 from pycorosync.exec.totem.events import Guarantee
-from pycorosync.exec.worker_proto import CmapWriteRequest, McastRequest
+from pycorosync.exec.worker_proto import CmapWriteRequest
 from pycorosync.lib.cmap_types import CmapEntry, CmapValue, ValueType
 from pycorosync.lib.errors import CsErrorCode, LibraryError, NotExistError
 from pycorosync.plugins.engine import (
@@ -53,9 +53,7 @@ class EngineApi:
     def mcast(
         self, function_id: int, payload: bytes, guarantee: Guarantee = Guarantee.AGREED
     ) -> SendStatus:
-        sync = self._host.in_sync
-        request = McastRequest(sync, ((self._service, function_id, guarantee, payload),))
-        sent = self._host.send(request, Lane.SYNC if sync else Lane.APP)
+        sent = self._host.mcast(self._service, function_id, guarantee, payload)
         return SendStatus.QUEUED if sent else SendStatus.WOULD_BLOCK
 
     def timer_add(self, delay_ms: float, callback: Callable[[], None]) -> TimerHandle:

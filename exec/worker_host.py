@@ -48,6 +48,7 @@ from pycorosync.exec.logsys import subsys_logger
 from pycorosync.exec.shmring import Lane
 from pycorosync.exec.sync import SyncAbort, SyncActivate, SyncInit, SyncProcess
 from pycorosync.exec.sync_driver import SyncDriver
+from pycorosync.exec.totem.events import Guarantee
 from pycorosync.exec.worker_api import EngineApi
 from pycorosync.exec.worker_proto import (
     CmapChanges,
@@ -55,6 +56,7 @@ from pycorosync.exec.worker_proto import (
     ConfChg,
     Deliver,
     Init,
+    McastRequest,
     Quorum,
     Ready,
     Record,
@@ -79,6 +81,9 @@ _ENGINE_COMMANDS: dict[SyncStepKind, type[SyncProcess | SyncActivate | SyncAbort
 }
 
 ToTotem = Callable[[Record, Lane], bool]
+McastApp = Callable[[int, int, Guarantee, bytes], bool]
+"""``mcast_app(service, function, guarantee, payload)``: one application-lane multicast
+(the worker's cork takes it without a record per message); False when the ring is full."""
 
 
 class Clients(Protocol):
@@ -117,9 +122,11 @@ class WorkerHost:
         to_totem: ToTotem,
         clients: Clients,
         scheduler: Scheduler,
+        mcast_app: McastApp | None = None,
     ) -> None:
         self._classes = sorted(engines, key=lambda cls: (cls.priority, cls.service_id))
         self._to_totem = to_totem
+        self._mcast_app = mcast_app or self._app_record
         self.clients = clients
         self.scheduler = scheduler
         self._hosted: dict[int, _Hosted] = {}
@@ -354,6 +361,24 @@ class WorkerHost:
         if not sent and lane is Lane.APP:
             self.app_blocked = True
         return sent
+
+    def mcast(self, service: int, function: int, guarantee: Guarantee, payload: bytes) -> bool:
+        """An engine's multicast: the SYNC lane while a sync round runs, else the APP lane."""
+        if self.in_sync:
+            return self.send(
+                McastRequest(True, ((service, function, guarantee, payload),)), Lane.SYNC
+            )
+        sent = self._mcast_app(service, function, guarantee, payload)
+        if not sent:
+            self.app_blocked = True
+        return sent
+
+    def _app_record(
+        self, service: int, function: int, guarantee: Guarantee, payload: bytes
+    ) -> bool:
+        return self._to_totem(
+            McastRequest(False, ((service, function, guarantee, payload),)), Lane.APP
+        )
 
     def _guard(
         self, engine: ServiceEngine, what: str, call: Callable[..., object], *args: object

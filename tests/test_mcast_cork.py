@@ -99,3 +99,41 @@ def test_a_dropped_cork_writes_nothing_and_takes_nothing() -> None:
     scheduled[0]()
     assert not cork.take(request(b"later"))
     assert ring.records == []
+
+
+class CountingRing(FakeRing):
+    def __init__(self, room: int) -> None:
+        super().__init__(room)
+        self.room_reads = 0
+
+    def room(self, lane: Lane) -> int:
+        self.room_reads += 1
+        return super().room(lane)
+
+
+def test_take_one_and_take_share_one_record_in_order_with_one_room_read() -> None:
+    ring = CountingRing(1 << 20)
+    cork, scheduled, failures = cork_on(ring)
+    for i in range(20):
+        taken = cork.take_one(2, 3, AGREED, b"a%d" % i) if i % 2 else cork.take(request(b"a%d" % i))
+        assert taken
+    assert ring.room_reads == 1  # the figure read first covers the whole cork
+    scheduled[0]()
+    assert [m[3] for r in ring.records for m in r.messages] == [b"a%d" % i for i in range(20)]
+    assert len(ring.records) == 1
+    assert failures == []
+
+
+def test_room_written_away_after_a_flush_is_not_promised_again() -> None:
+    ring = CountingRing(4096)
+    cork, _, failures = cork_on(ring)
+    assert cork.take_one(2, 3, AGREED, b"x" * 100)
+    cork.flush()
+    ring.free = 200  # another record of the worker took most of the lane after the flush
+    assert not cork.take_one(2, 3, AGREED, b"y" * 1000)
+    assert ring.wanted == 1
+    ring.free = 4096  # the Totem process read the lane
+    assert cork.take_one(2, 3, AGREED, b"y" * 1000)
+    cork.flush()
+    assert failures == []
+    assert [m[3] for r in ring.records for m in r.messages] == [b"x" * 100, b"y" * 1000]
