@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from pycorosync.lib import cpg_wire as wire
@@ -122,10 +121,11 @@ class AsyncCpgHandle:
         transport.send(CpgRequestId.MCAST, wire.encode_mcast(guarantee, msg))
 
     async def mcast_joined_fragmented(self, guarantee: int, msg: bytes) -> None:
-        """Multicast a message of any size: up to MAX_ATOMIC_MSG_SIZE as ``mcast_joined``
-        (waiting out flow control), above it as fragments, each answered by the engine."""
+        """Multicast a message of any size: up to MAX_ATOMIC_MSG_SIZE this is
+        ``mcast_joined`` (one-way, TRY_AGAIN under flow control), above it the fragments go
+        one request at a time, each retried on TRY_AGAIN up to 100 times 10 ms apart."""
         if len(msg) <= MAX_ATOMIC_MSG_SIZE:
-            await self._retry_try_again(lambda: self.mcast_joined(guarantee, msg))
+            self.mcast_joined(guarantee, msg)
             return
         self._live()
         if guarantee not in set(CpgGuarantee):
@@ -142,17 +142,6 @@ class AsyncCpgHandle:
                     if attempt == PARTIAL_RETRIES - 1:
                         raise
                     await asyncio.sleep(PARTIAL_RETRY_S)
-
-    @staticmethod
-    async def _retry_try_again(send: Callable[[], None]) -> None:
-        for attempt in range(PARTIAL_RETRIES):
-            try:
-                send()
-                return
-            except TryAgainError:
-                if attempt == PARTIAL_RETRIES - 1:
-                    raise
-                await asyncio.sleep(PARTIAL_RETRY_S)
 
     async def membership_get(self, group: bytes | str) -> list[CpgAddress]:
         body = wire.encode_group(group_name(group))
