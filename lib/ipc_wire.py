@@ -162,10 +162,19 @@ class FrameDecoder:
             yield frame
 
     def next_frame(self) -> Frame | None:
-        frames, error = self._take(1)
-        if error is not None:
-            raise error
-        return frames[0] if frames else None
+        """The next whole frame, None if there is none yet; FrameError for a bad header."""
+        buffer, start, header = self._buffer, self._start, self._header
+        if header is None:
+            if len(buffer) - start < _HEADER_SIZE:
+                return None
+            header = self._header = self._parse_header(start)
+        kind, body_len, message_id, serial, code = header
+        begin = start + _HEADER_SIZE
+        end = begin + body_len
+        if len(buffer) < end:
+            return None
+        self._start, self._header = end, None
+        return Frame(kind, message_id, bytes(buffer[begin:end]), serial, code)
 
     def take(self) -> tuple[list[Frame], FrameError | None]:
         """Every whole frame buffered, and the error of a malformed header after them (the
