@@ -8,12 +8,14 @@ Token 1000 ms with token_coefficient 0 keeps failure detection near 2 s.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -180,6 +182,47 @@ class Cluster:
                 assert node.proc is not None
                 node.proc.kill()
                 node.proc.wait(DEADLINE_S)
+
+
+class JsonLinesChild:
+    """A client process that prints one JSON object a line, collected in order by a reader
+    thread; commands go to its stdin one a line."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd
+        )
+        self.records: list[dict[str, object]] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self.records.append(json.loads(line))
+
+    def snapshot(self) -> list[dict[str, object]]:
+        with self._lock:
+            return list(self.records)
+
+    def take(self, kind: str) -> list[object]:
+        """Every record's ``kind`` field, in order, for the records that have one."""
+        return [r[kind] for r in self.snapshot() if kind in r]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def command(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
 def ipv6_loopback_unavailable() -> str | None:

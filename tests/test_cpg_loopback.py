@@ -8,7 +8,6 @@ wait has a deadline; addresses 127.0.50-52.x are this file's alone.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import re
@@ -25,7 +24,7 @@ import pytest
 from pycorosync.lib import cmap, cpg
 from pycorosync.lib.cmap_wire import CMAP_MAP_STATS
 from pycorosync.lib.cpg_wire import CpgGuarantee, CpgReason
-from tests._loopback import Cluster, MakeCluster, Node, wait_until
+from tests._loopback import Cluster, JsonLinesChild, MakeCluster, Node, wait_until
 
 pytestmark = pytest.mark.xdist_group("loopback")
 
@@ -33,47 +32,21 @@ ROOT = Path(__file__).resolve().parent.parent
 READY = "ready to provide service."
 
 
-class ClientProcess:
-    """``tests._cpg_client`` on one node; its JSON lines are collected by a reader thread."""
+class ClientProcess(JsonLinesChild):
+    """``tests._cpg_client`` on one node."""
 
     def __init__(self, node: Node, group: str) -> None:
         run_dir = str(node.base / f"r{node.nodeid}")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests._cpg_client", run_dir, group],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        self.records: list[dict[str, list[object]]] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._lock:
-                self.records.append(json.loads(line))
+        super().__init__(["-m", "tests._cpg_client", run_dir, group], ROOT)
 
     def seen(self, kind: str) -> list[list[object]]:
-        with self._lock:
-            return [r[kind] for r in self.records if kind in r]
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+        return self.take(kind)  # type: ignore[return-value]
 
     def send(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text.encode() + b"\n")
-        self.proc.stdin.flush()
+        self.command(text)
 
     def messages(self) -> list[object]:
         return self.seen("deliver")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 def synced(cluster: Cluster) -> Cluster:

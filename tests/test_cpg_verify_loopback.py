@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from pycorosync.lib.cpg_wire import CpgReason
-from tests._loopback import Cluster, MakeCluster, Node, wait_until
+from tests._loopback import Cluster, JsonLinesChild, MakeCluster, Node, wait_until
 
 pytestmark = pytest.mark.xdist_group("loopback")
 
@@ -36,54 +33,25 @@ GROUP = "cpgverify"
 Event = tuple[str, object]
 
 
-class Verifier:
+class Verifier(JsonLinesChild):
     """One ``tests._cpg_verifier`` process and the records it printed, in order."""
 
     def __init__(self, node: Node) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests._cpg_verifier",
-                str(node.base / f"r{node.nodeid}"),
-                GROUP,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        self.records: list[dict[str, object]] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._lock:
-                self.records.append(json.loads(line))
-
-    def take(self, kind: str) -> list[object]:
-        with self._lock:
-            return [r[kind] for r in self.records if kind in r]
+        run_dir = str(node.base / f"r{node.nodeid}")
+        super().__init__(["-m", "tests._cpg_verifier", run_dir, GROUP], ROOT)
 
     @property
     def address(self) -> list[int]:
         nodeid, pid = self.take("ready")[0]  # type: ignore[misc]
         return [nodeid, pid]
 
-    def command(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
     def stream(self) -> list[Event]:
         """Deliveries and confchgs in the order this client got them."""
-        with self._lock:
-            return [
-                ("d", tuple(r["d"])) if "d" in r else ("c", json.dumps(r["c"]))  # type: ignore[arg-type]
-                for r in self.records
-                if "d" in r or "c" in r
-            ]
+        return [
+            ("d", tuple(r["d"])) if "d" in r else ("c", json.dumps(r["c"]))  # type: ignore[arg-type]
+            for r in self.snapshot()
+            if "d" in r or "c" in r
+        ]
 
     def delivered_from(self, address: list[int]) -> list[int]:
         return [seq for nodeid, pid, seq in self.take("d") if [nodeid, pid] == address]  # type: ignore[misc]
@@ -91,11 +59,6 @@ class Verifier:
     def members(self) -> list[list[int]]:
         changes = self.take("c")
         return [[n, p] for n, p, _ in changes[-1][0]] if changes else []  # type: ignore[index]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 def synced(cluster: Cluster, nodes: list[Node]) -> None:
