@@ -24,6 +24,10 @@ one group, in one of four states:
 MCAST is one-way: the engine multicasts ``[group, pid, message]`` and each node delivers it
 to its local connections in the group (JOIN_COMPLETED or LEAVE_STARTED) - only if the
 sending node has a process in the group, as Corosync does - the sender's own included.
+A message over MAX_ATOMIC_MSG_SIZE comes as PARTIAL_MCAST fragments, each a request answered
+once multicast, and is delivered the same way as PARTIAL_DELIVER notifications that libcpg
+reassembles; a fragment after a confchg reached its connection since the FIRST one is
+refused ``CS_ERR_INTERRUPT`` (Corosync's transition counter).
 
 Sync, per membership change: a REGULAR confchg stops multicasting (flow control ENABLED);
 ``sync_init`` remembers the new ring and computes the downlist; ``sync_process`` multicasts
