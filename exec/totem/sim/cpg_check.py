@@ -125,10 +125,6 @@ class ClientRecord:
     def name(self) -> str:
         return f"client {self.node}/{self.pid}"
 
-    def joined(self) -> bool:
-        """Whether it saw the confchg of its own join."""
-        return any(isinstance(e, ViewChanged) and self.address in e.joined for e in self.events)
-
 
 class CpgRule(Enum):
     INTEGRITY = "CPG integrity"

@@ -20,7 +20,9 @@ a test passes) instead of a probe; the probes of the other services stay. What t
 
 The node's clients are a :class:`~.cpg_clients.ClientPool`; the simulator's traffic ticks
 reach it through :meth:`client_tick` (see :mod:`.cpg_runner`). A crashed and restarted node
-gets a new stack, so a fresh engine and fresh clients, as a real restart would.
+gets a new stack, so a fresh engine and fresh clients, as a real restart would; a graceful
+leave ends the process too, its clients with it (their PROCDOWNs come from the other nodes'
+merge, as after a crash).
 """
 
 from __future__ import annotations
