@@ -413,7 +413,7 @@ def test_after_a_round_new_sends_wait_until_earlier_ones_are_delivered() -> None
     assert engine.flow_control is FlowControlState.DISABLED
 
 
-def test_a_leave_in_flight_across_a_round_is_applied_by_the_round_everywhere(
+def test_a_leave_in_flight_across_a_round_takes_effect_where_it_is_delivered(
     nodes: CpgNodes,
 ) -> None:
     a = nodes.connect(1, pid=100)
@@ -424,11 +424,101 @@ def test_a_leave_in_flight_across_a_round_is_applied_by_the_round_everywhere(
     nodes.cluster.request(1, a, CpgRequestId.LEAVE, wire.encode_leave(G, 100))
     procleave = nodes.cluster.outbox.pop()  # not delivered before the configuration changes
     nodes.cluster.change_membership([1, 2, 3])
+    assert confchgs(nodes, 2, b) == []  # a is still a member: its leave is not delivered yet
+    assert nodes.engine(1).join_state(a) is JoinState.LEAVE_STARTED
+    nodes.cluster.outbox.append(procleave)  # arrives after the round, in agreed order
+    nodes.cluster.deliver()
     assert confchgs(nodes, 2, b) == [
         ConfChgBody(G, addresses((2, 200, 0)), addresses((1, 100, LEAVE)), ())
     ]
     assert nodes.engine(1).join_state(a) is JoinState.UNJOINED
-    nodes.cluster.outbox.append(procleave)  # arrives late: nothing left to remove
-    nodes.cluster.deliver()
-    assert confchgs(nodes, 2, b) == []
     assert [list(nodes.engine(n).table.entries()) for n in (1, 2, 3)] == [[(G, (2, 200))]] * 3
+
+
+def test_messages_sent_before_a_close_are_delivered_before_it_across_a_round(
+    nodes: CpgNodes,
+) -> None:
+    # The round used to take a closing process out at activation, ahead of the messages it
+    # had sent before closing that were still on their way: they then came from a
+    # non-member (or were lost, its node having no one else in the group).
+    a = nodes.connect(1, pid=100)
+    b = nodes.connect(2, pid=200)
+    nodes.join(1, a, G)
+    nodes.join(2, b, G)
+    nodes.events(2, b)
+    nodes.cluster.request(1, a, CpgRequestId.MCAST, wire.encode_mcast(2, b"last words"))
+    nodes.cluster.engines[1].lib_exit(a)
+    in_flight = nodes.cluster.outbox[:]  # the MCAST, then the PROCLEAVE
+    nodes.cluster.outbox.clear()
+    nodes.cluster.change_membership([1, 2, 3])
+    nodes.cluster.outbox.extend(in_flight)
+    nodes.cluster.deliver()
+    events = nodes.events(2, b)
+    assert [type(e).__name__ for e in events] == ["TotemConfChgBody", "DeliverBody", "ConfChgBody"]
+    assert events[2] == ConfChgBody(G, addresses((2, 200, 0)), addresses((1, 100, PROCDOWN)), ())
+
+
+def _start_round(
+    nodes: CpgNodes, node: int, trans: tuple[int, ...], members: tuple[int, ...], ring: RingId
+) -> None:
+    engine = nodes.engine(node)
+    engine.confchg(ConfigKind.TRANSITIONAL, trans, (), (), ring)
+    engine.confchg(ConfigKind.REGULAR, members, (), (), ring)
+    engine.sync_init(trans, members, ring)
+
+
+def _finish_round(nodes: CpgNodes, members: tuple[int, ...]) -> None:
+    for node in members:
+        assert nodes.engine(node).sync_process()
+    nodes.cluster.members = members  # deliver within this partition only
+    nodes.cluster.deliver()
+    for node in members:
+        nodes.engine(node).sync_activate()
+
+
+def test_a_leave_delivered_during_a_round_is_not_undone_by_its_nodes_joinlist(
+    nodes: CpgNodes,
+) -> None:
+    a = nodes.connect(1, pid=100)
+    b = nodes.connect(2, pid=200)
+    nodes.join(1, a, G)
+    nodes.join(2, b, G)
+    nodes.events(2, b)
+    nodes.cluster.engines[1].lib_exit(a)  # the PROCLEAVE is sent at once...
+    ring = RingId(seq=9, rep=1)
+    for node in (1, 2, 3):
+        _start_round(nodes, node, (1, 2, 3), (1, 2, 3), ring)
+    # ... and node 1's joinlist, built before that leave came back, still lists the process;
+    # the leave is delivered first (the same lane, sent earlier), then the joinlists.
+    _finish_round(nodes, (1, 2, 3))
+    assert [list(nodes.engine(n).table.entries()) for n in (1, 2, 3)] == [[(G, (2, 200))]] * 3
+    assert confchgs(nodes, 2, b) == [  # and no NODEUP of a after it
+        ConfChgBody(G, addresses((2, 200, 0)), addresses((1, 100, PROCDOWN)), ())
+    ]
+
+
+def test_a_node_that_left_in_an_aborted_round_leaves_and_rejoins() -> None:
+    # Node 1 spends ring 10 alone, and a's message there never reaches node 2. Node 2 sees
+    # node 1 leave only in ring 11, whose round is aborted; in ring 12 they are together
+    # again, and node 2's transitional configuration (from ring 11) has node 1 in it. The
+    # downlist used to forget ring 11: a never left b's view although b missed its message.
+    nodes = CpgNodes([1, 2])
+    a = nodes.connect(1, pid=100)
+    b = nodes.connect(2, pid=200)
+    nodes.join(1, a, G)
+    nodes.join(2, b, G)
+    nodes.events(2, b)
+    _start_round(nodes, 1, (1,), (1,), RingId(seq=10, rep=1))
+    _finish_round(nodes, (1,))
+    nodes.cluster.request(1, a, CpgRequestId.MCAST, wire.encode_mcast(2, b"alone"))
+    nodes.cluster.deliver()
+    for node, trans in ((1, (1,)), (2, (2,))):
+        _start_round(nodes, node, trans, (1, 2), RingId(seq=11, rep=1))
+        nodes.engine(node).sync_abort()
+    for node in (1, 2):
+        _start_round(nodes, node, (1, 2), (1, 2), RingId(seq=12, rep=1))
+    _finish_round(nodes, (1, 2))
+    assert confchgs(nodes, 2, b) == [
+        ConfChgBody(G, addresses((2, 200, 0)), addresses((1, 100, NODEDOWN)), ()),
+        ConfChgBody(G, addresses((1, 100, 0), (2, 200, 0)), (), addresses((1, 100, NODEUP))),
+    ]

@@ -30,14 +30,18 @@ reassembles; a fragment after a confchg reached its connection since the FIRST o
 refused ``CS_ERR_INTERRUPT`` (Corosync's transition counter).
 
 Sync, per membership change: a REGULAR confchg stops multicasting (flow control ENABLED);
-``sync_init`` remembers the new ring and computes the downlist; ``sync_process`` multicasts
-the DOWNLIST (informational) and this node's JOINLIST - its processes, and apart those whose
-PROCLEAVE is still in flight - tagged with the ring so that lists of an aborted round are
-never used (they are also cleared at ``sync_init``, which Corosync does not do);
-``sync_activate`` merges (:mod:`.merge`), sends the confchgs and a totem confchg to every
-connection, and lets multicasts go again once everything this node sent before the round has
-been delivered back (until the host ends the round our sends ride the SYNC lane, which would
-overtake them).
+``sync_init`` remembers the new ring and computes the downlist - the nodes known at the last
+activation that did not come through every transitional configuration since (a round can be
+aborted, and a node that left in it may be back by the next); ``sync_process`` multicasts the
+DOWNLIST (informational) and this node's JOINLIST - all its processes, those whose leave is
+still on its way included - tagged with the ring so that lists of an aborted round are never
+used (they are also cleared at ``sync_init``, which Corosync does not do); a PROCLEAVE
+delivered during the round drops its process from the lists collected and to come, so a list
+built before that leave came back cannot restore it; ``sync_activate`` merges (:mod:`.merge`),
+sends the confchgs and a totem confchg to every connection, and lets multicasts go again once
+everything this node sent before the round has been delivered back (until the host ends the
+round our sends ride the SYNC lane, which would overtake them). A leave in flight thus takes
+effect where it is delivered, after the messages its process sent before it.
 
 Flow control (see docs/cpg.md): the engine keeps a FIFO :class:`Outbox` of what it accepted
 but may not or cannot send yet, and publishes ``FLOW_CONTROL_STATE_SET`` to every connection
@@ -96,7 +100,7 @@ from pycorosync.plugins.engine import (
     answer,
 )
 from pycorosync.services.cpg.groups import ProcessTable
-from pycorosync.services.cpg.merge import GroupChange, JoinEntry, LeaveEntry, merge
+from pycorosync.services.cpg.merge import GroupChange, JoinEntry, merge
 from pycorosync.services.cpg.outbox import Outbox
 
 __all__ = ["CpgEngine", "JoinState"]
@@ -165,12 +169,14 @@ class CpgEngine:
         self._members: tuple[int, ...] = ()
         self._ring = CpgRingId(0, 0)
         self._sync_members: tuple[int, ...] = ()
+        self._through: set[int] | None = None
+        """Nodes in every transitional configuration since the last activation (None right
+        after one): the others are down for this round, even if they are members again."""
         self._sync_ring = RingId(seq=0, rep=0)
         self._downlist: tuple[int, ...] = ()
         self._joinlists: list[JoinEntry] = []
-        self._leavelists: list[LeaveEntry] = []
-        self._leaving: dict[tuple[bytes, int], CpgReason] = {}
-        """Local processes whose PROCLEAVE is sent (or held) and not yet delivered."""
+        self._left_in_round: set[tuple[bytes, tuple[int, int]]] = set()
+        """Processes whose PROCLEAVE was delivered since this round's ``sync_init``."""
         self._sync_sent = {CpgExecId.DOWNLIST: False, CpgExecId.JOINLIST: False}
         self._iter_handles = itertools.count(1)
         self._joinlist = wire.JoinList(0, ())
@@ -219,7 +225,6 @@ class CpgEngine:
         if state is None or state.group is None or state.state is JoinState.LEAVE_STARTED:
             return
         payload = wire.encode_proc(state.group, state.pid, CpgReason.PROCDOWN)
-        self._leaving[state.group, state.pid] = CpgReason.PROCDOWN
         self._send(None, CpgExecId.PROCLEAVE, payload)
 
     def confchg(
@@ -268,7 +273,6 @@ class CpgEngine:
                 raise NotExistError("this handle is not in that group")
             leaving = wire.encode_proc(group, state.pid, CpgReason.LEAVE)
             self._multicast_now(CpgExecId.PROCLEAVE, leaving)
-            self._leaving[group, state.pid] = CpgReason.LEAVE
             state.state = JoinState.LEAVE_STARTED
             return b""
 
@@ -398,10 +402,12 @@ class CpgEngine:
 
     def _exec_procleave(self, payload: bytes, sender: int) -> None:
         group, pid, reason = wire.decode_proc(payload)
-        if sender == self.api.nodeid:
-            self._leaving.pop((group, pid), None)
+        # A leave delivered during a round (sent on the SYNC lane before it) must not be undone
+        # by its node's joinlist, which may have been built before the leave came back to it.
+        self._left_in_round.add((group, (sender, pid)))
+        self._joinlists = [e for e in self._joinlists if e != (sender, group, pid)]
         if not self.table.remove(group, (sender, pid)):
-            return  # applied already, by a sync round's leaving list (or never joined)
+            return  # never joined, or removed already as a zombie by a merge
         left = (CpgAddress(sender, pid, reason),)
         self._send_confchg(GroupChange(group, self.table.members(group), left, ()))
         if sender == self.api.nodeid:
@@ -433,8 +439,12 @@ class CpgEngine:
         joinlist = wire.decode_joinlist(payload)
         if joinlist.ring_seq != self._sync_ring.seq:
             return  # a list of another round: it must never be merged into this one
-        self._joinlists += [(sender, group, pid) for group, pid in joinlist.entries]
-        self._leavelists += [(sender, *leave) for leave in joinlist.leaving]
+        left = self._left_in_round
+        self._joinlists += [
+            (sender, group, pid)
+            for group, pid in joinlist.entries
+            if (group, (sender, pid)) not in left
+        ]
 
     def _exec_downlist(self, payload: bytes, sender: int) -> None:
         ring_seq, nodes = wire.decode_downlist(payload)
@@ -447,9 +457,16 @@ class CpgEngine:
     ) -> None:
         self._syncing = True
         self._sync_members, self._sync_ring = members, ring_id
+        # A node is still "with us" only if it came through every configuration since our
+        # last activation: one that left in a ring whose round was aborted and is back now
+        # delivered messages our clients never saw, so its processes must leave and rejoin.
+        through = set(transitional_members)
+        if self._through is not None:
+            through &= self._through
+        self._through = through
         known = set(self._members) | {node for _, (node, _) in self.table.entries()}
-        self._downlist = tuple(sorted(known - set(transitional_members) - {self.api.nodeid}))
-        self._joinlists, self._leavelists = [], []
+        self._downlist = tuple(sorted(known - through - {self.api.nodeid}))
+        self._joinlists, self._left_in_round = [], set()
         self._sync_sent = dict.fromkeys(self._sync_sent, False)
         self._publish_flow_control()
 
@@ -468,29 +485,19 @@ class CpgEngine:
         return True
 
     def _own_joinlist(self) -> wire.JoinList:
-        """This node's processes, those it is taking out apart (see :mod:`.merge`)."""
-        local = self.api.nodeid
-        entries = [e for e in self.table.of_node(local) if e not in self._leaving]
-        leaving = tuple(
-            (group, pid, reason)
-            for (group, pid), reason in self._leaving.items()
-            if (group, (local, pid)) in self.table
-        )
-        return wire.JoinList(self._sync_ring.seq, tuple(entries), leaving)
+        """This node's processes, those whose leave is not delivered yet included: the leave
+        takes them out later, in agreed order - after the messages they sent before it."""
+        entries = tuple(self.table.of_node(self.api.nodeid))
+        return wire.JoinList(self._sync_ring.seq, entries)
 
     def sync_activate(self) -> None:
         self._members = self._sync_members
+        self._through = None
         self._ring = CpgRingId(self._sync_ring.rep, self._sync_ring.seq)
-        local = self.api.nodeid
-        leaving = self._leavelists
-        changes = merge(self.table, local, self._downlist, self._joinlists, leaving)
-        self._joinlists, self._leavelists = [], []
+        changes = merge(self.table, self.api.nodeid, self._downlist, self._joinlists)
+        self._joinlists = []
         for change in changes:
             self._send_confchg(change)
-        for node, group, pid, _reason in leaving:
-            if node == local:
-                self._leaving.pop((group, pid), None)
-                self._reset_leaver(group, pid)
         body = wire.encode_totem_confchg(wire.TotemConfChgBody(self._ring, self._members))
         for conn, state in self._conns.items():
             if not state.finalized:
@@ -503,7 +510,7 @@ class CpgEngine:
         self._flush()
 
     def sync_abort(self) -> None:
-        self._joinlists, self._leavelists = [], []
+        self._joinlists = []
 
     # Sending ----------------------------------------------------------------------------------
 

@@ -7,12 +7,13 @@ through the transitional configuration). At activation, on every node:
 1. the processes of downlist nodes are removed - one confchg per group, reason NODEDOWN;
 2. the processes in other nodes' joinlists that the table lacks are added - one confchg per
    group, reason NODEUP;
-3. the processes some node lists as *leaving* (its PROCLEAVE is sent but not yet delivered:
-   it may arrive in a later ring, or during this round, so the nodes could disagree on when
-   it takes effect) are removed now - one confchg each, with the leave's reason; the late
-   PROCLEAVE then finds nothing to remove anywhere;
-4. any other remote process no joinlist names is removed - one confchg each, reason PROCDOWN
+3. any other remote process no joinlist names is removed - one confchg each, reason PROCDOWN
    (it left while we were apart).
+
+A process whose PROCLEAVE is still on its way is in its node's joinlist like any other: the
+leave takes it out where it is delivered, in agreed order, after the messages it sent before
+(the engine drops from the collected joinlists a process whose leave is delivered during the
+round, so a joinlist built before that leave came back cannot bring it back).
 
 Afterwards each node's table holds exactly what every member says of itself, so all members
 agree however the partitions were split and merged. :func:`merge` is pure: it changes the
@@ -27,12 +28,10 @@ from dataclasses import dataclass
 from pycorosync.lib.cpg_wire import CpgAddress, CpgReason
 from pycorosync.services.cpg.groups import Process, ProcessTable
 
-__all__ = ["GroupChange", "JoinEntry", "LeaveEntry", "merge"]
+__all__ = ["GroupChange", "JoinEntry", "merge"]
 
 JoinEntry = tuple[int, bytes, int]
 """``(sender nodeid, group, pid)`` from a received joinlist."""
-LeaveEntry = tuple[int, bytes, int, CpgReason]
-"""``(sender nodeid, group, pid, reason)``: a process its node is taking out of a group."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +49,10 @@ def merge(
     local: int,
     downlist: Collection[int],
     joinlists: Iterable[JoinEntry],
-    leaving: Iterable[LeaveEntry] = (),
 ) -> list[GroupChange]:
     reported = {(group, (node, pid)) for node, group, pid in joinlists if node != local}
     changes = _removed(table, [e for e in table.entries() if e[1][0] in downlist], "down")
     changes += _added(table, sorted(reported))
-    for node, group, pid, reason in leaving:
-        if table.remove(group, (node, pid)):
-            left = (CpgAddress(node, pid, reason),)
-            changes.append(GroupChange(group, table.members(group), left, ()))
     zombies = [e for e in table.entries() if e[1][0] != local and e not in reported]
     for entry in zombies:
         changes += _removed(table, [entry], "zombie")

@@ -33,7 +33,9 @@ failing seed reproduces itself; ``corosync-sim`` (:mod:`pycorosync.tools.sim`) i
 
 The same cluster runs the sync protocol: :func:`.sync_runner.run_sync_seed` gives every node a
 :class:`.sync_stack.SyncStack` (SRP, totempg, the sync coordinator and driver over probe
-engines) and adds :class:`.sync_check.SyncChecker` to the EVS checker (``docs/sync.md``).
+engines) and adds :class:`.sync_check.SyncChecker` to the EVS checker (``docs/sync.md``);
+:func:`.cpg_runner.run_cpg_seed` hosts the real CPG engine there, with simulated clients, and
+judges what they saw with :mod:`.cpg_check`.
 
 Assumptions about a core: it is deterministic (no clock, no randomness of its own beyond what
 its inputs determine), it never needs its own broadcasts back, its ``next_deadline`` moves past

@@ -43,7 +43,13 @@ from pycorosync.exec.totem.sim.sync_check import SyncChecker, SyncEntry, SyncVio
 from pycorosync.exec.totem.sim.sync_stack import CoordinatorFactory, StackHooks, SyncStack
 from pycorosync.exec.totem.srp_config import SrpConfig
 
-__all__ = ["SyncSimResult", "run_sync_seed", "services_for_seed", "sync_liveness_bound"]
+__all__ = [
+    "SyncSimResult",
+    "run_sync_seed",
+    "services_for_seed",
+    "stack_hooks",
+    "sync_liveness_bound",
+]
 
 BASE_SERVICES: tuple[int, ...] = (0, 2, 5)
 EXTRA_SERVICE = 9
@@ -140,7 +146,7 @@ def run_sync_seed(
 
     def factory(nodeid: int, members: Sequence[int], ring_seq: int) -> TotemCore:
         incarnations[nodeid] += 1
-        hooks = _hooks(
+        hooks = stack_hooks(
             lambda: cluster, checker, evs, logs, nodeid=nodeid, incarnation=incarnations[nodeid]
         )
         return SyncStack(
@@ -192,7 +198,7 @@ def run_sync_seed(
     )
 
 
-def _hooks(
+def stack_hooks(
     cluster: Callable[[], SimCluster],
     /,
     checker: SyncChecker,

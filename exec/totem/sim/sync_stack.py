@@ -14,6 +14,9 @@ it plays both processes of a real node:
   application queue;
 * the worker - a :class:`~pycorosync.exec.sync_driver.SyncDriver` over probe engines
   (:mod:`.sync_probe`); their multicasts go on the SYNC lane while the node is not in sync.
+  Every engine is given each configuration change (``confchg``, in load order) before the
+  coordinator sees it, as a worker is. Subclasses host other engines (:meth:`_build_engines`;
+  :mod:`.cpg_stack` hosts the real CPG engine).
 
 The driver's pending ``sync_process`` is called once per step (a datagram batch, a timer, a
 multicast), as scheduled work would be, and its reports go straight back to the coordinator.
@@ -31,6 +34,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from pycorosync.exec.logformat import NOTICE
 from pycorosync.exec.sync import (
@@ -65,16 +69,18 @@ from pycorosync.exec.totem.sim.sync_check import (
     RoundCompleted,
     SyncEntry,
 )
-from pycorosync.exec.totem.sim.sync_probe import ProbeEngine, ProbeExecutive, probe_class
+from pycorosync.exec.totem.sim.sync_probe import ProbeExecutive, probe_class
 from pycorosync.exec.totem.srp import Srp, State
 from pycorosync.exec.totem.srp_config import SrpConfig
 from pycorosync.lib.errors import InvalidParamError
+from pycorosync.plugins.engine import ServiceEngine
 
 __all__ = [
     "APP_GROUP",
     "ENGINE_GROUP",
     "MAX_FRAME",
     "CoordinatorFactory",
+    "EngineSender",
     "StackHooks",
     "SyncStack",
 ]
@@ -98,6 +104,10 @@ class StackHooks:
 CoordinatorFactory = Callable[[Sequence[int]], SyncCoordinator]
 """Builds a node's coordinator from its local service ids (tests pass broken ones)."""
 
+EngineSender = Callable[[int, bytes, Guarantee], bool]
+"""An engine's multicast into totempg: ``send(function_id, payload, guarantee)``, False when
+the queue is full."""
+
 
 def probe_parts(nodeid: int, service_id: int) -> int:
     """How many pieces a node's probe multicasts per round (1-3, varied across the cluster)."""
@@ -106,6 +116,10 @@ def probe_parts(nodeid: int, service_id: int) -> int:
 
 class SyncStack:
     """See the module docstring."""
+
+    reports_app_frames: ClassVar[bool] = False
+    """Whether APP-lane frames are reported through ``hooks.submitted`` (when engines, not
+    the simulator's traffic, fill that lane)."""
 
     def __init__(
         self,
@@ -128,11 +142,7 @@ class SyncStack:
         )
         for group in (SYNC_GROUP, ENGINE_GROUP, APP_GROUP):
             self._pg.join(group)
-        self._engines: dict[int, ProbeEngine] = {}
-        for service_id in services:
-            engine = probe_class(service_id)(self._record, probe_parts(nodeid, service_id))
-            engine.exec_init(ProbeExecutive(nodeid, self._engine_sender(service_id)))
-            self._engines[service_id] = engine
+        self._engines = self._build_engines(nodeid, services)
         self._driver = SyncDriver(self._engines.values())
         self.coordinator = coordinator(self._driver.service_ids)
         self._backlog: deque[bytes] = deque()
@@ -198,6 +208,15 @@ class SyncStack:
         self._sends, self._events = [], []
         return sends, events
 
+    def _build_engines(self, nodeid: int, services: Sequence[int]) -> dict[int, ServiceEngine]:
+        """The node's engines by service id, each given its executive (``exec_init``)."""
+        engines: dict[int, ServiceEngine] = {}
+        for service_id in services:
+            engine = probe_class(service_id)(self._record, probe_parts(nodeid, service_id))
+            engine.exec_init(ProbeExecutive(nodeid, self._engine_sender(service_id)))
+            engines[service_id] = engine
+        return engines
+
     # -- the Totem process's side ------------------------------------------------------------
 
     def _outlet(self, config: SrpConfig, *, sync: bool) -> FrameOutlet:
@@ -206,7 +225,7 @@ class SyncStack:
         def mcast(frame: bytes, guarantee: Guarantee) -> bool:
             if not srp.mcast(frame, guarantee, sync=sync):
                 return False
-            if sync:
+            if sync or self.reports_app_frames:
                 self._hooks.submitted(frame, guarantee)
             return True
 
@@ -235,6 +254,7 @@ class SyncStack:
             self._pg.config_change(event)
             if event.kind is ConfigKind.REGULAR:
                 self._record(RegularInstalled(event.ring_id, event.members))
+            self._engines_confchg(event)
             self.coordinator.config_change(event)
             self._run_sync()
         self._events.append(event)
@@ -302,13 +322,19 @@ class SyncStack:
         else:
             self._driver.apply(output)
 
-    def _engine_sender(self, service_id: int) -> Callable[[int, bytes, Guarantee], bool]:
+    def _engine_sender(self, service_id: int) -> EngineSender:
         def send(function_id: int, payload: bytes, guarantee: Guarantee) -> bool:
             message = encode_service(service_id, function_id, payload)
             lane = Lane.APP if self.coordinator.in_sync else Lane.SYNC
             return self._pg.mcast([ENGINE_GROUP], message, guarantee=guarantee, lane=lane)
 
         return send
+
+    def _engines_confchg(self, change: ConfigChange) -> None:
+        """Every engine, in load order, as the worker gives a configuration change."""
+        hosted = sorted(self._engines.values(), key=lambda e: (e.priority, e.service_id))
+        for engine in hosted:
+            engine.confchg(change.kind, change.members, change.left, change.joined, change.ring_id)
 
     def _to_engine(self, message: GroupDelivery) -> None:
         try:

@@ -1,0 +1,291 @@
+"""A cpgverify-style checker of what simulated CPG clients saw, judged at the end of a run.
+
+Theory of operation
+-------------------
+Every simulated client (:mod:`.cpg_clients`) keeps a :class:`ClientRecord`: how many messages
+it had accepted (their sequence numbers are 0, 1, ...), and in order every delivery and every
+confchg the engine gave it. A message carries its sender's node, pid and sequence number and a
+CRC of all of it (:func:`encode_message`), so a receiver can tell a corrupted or misattributed
+message. A confchg is recorded with the ring the node's CPG engine was in when it was sent
+(its last activated sync round): within one ring the members of a group never repeat (pids are
+never reused and members only come and go by agreed messages), so ``(ring, members)`` names
+one configuration of the group cluster-wide (:attr:`ViewChanged.key`).
+
+:func:`check_clients` then asserts, over the records of one run:
+
+* ``INTEGRITY`` - every delivered message is intact, claims the sender CPG named, and was
+  accepted from that client (no invented message);
+* ``SELF_DELIVERY`` - each client delivered its own messages in order with none missing: all
+  it accepted if it lived to the end, a prefix of them if it died;
+* ``FIFO`` - per receiver and sender, no duplicate and no step back, and exactly the next
+  number while the sender stays in the receiver's configuration (a gap is only allowed across
+  the sender's (re)joining); nothing comes from a process outside the configuration;
+* ``VIEW_AGREEMENT`` - two clients that installed the same configuration and then the same
+  next one delivered exactly the same messages in between, in the same order (EVS for CPG);
+* ``TABLE`` (:func:`check_tables`) - at the end every running node's process table is the
+  same and holds exactly the live clients, each in the test's group.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pycorosync.exec.totem.events import RingId
+
+__all__ = [
+    "Address",
+    "ClientEvent",
+    "ClientRecord",
+    "CpgRule",
+    "CpgViolation",
+    "Delivered",
+    "ViewChanged",
+    "check_clients",
+    "check_tables",
+    "decode_message",
+    "encode_message",
+]
+
+Address = tuple[int, int]
+"""A CPG process: ``(nodeid, pid)``."""
+
+_CRC = struct.Struct(">I")
+
+
+def encode_message(sender: Address, seq: int, padding: int) -> bytes:
+    """A client's ``seq``-th message: its identity, ``padding`` filler bytes and a CRC."""
+    node, pid = sender
+    body = b"%d.%d.%d|" % (node, pid, seq) + bytes((seq + i) & 0xFF for i in range(padding))
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def decode_message(data: bytes) -> tuple[Address, int] | None:
+    """``(sender, seq)`` of an intact message; None if it does not check out."""
+    body, crc = data[:-4], data[-4:]
+    if len(data) < 5 or _CRC.pack(zlib.crc32(body)) != crc:
+        return None
+    head, bar, _ = body.partition(b"|")
+    fields = head.split(b".")
+    if not bar or len(fields) != 3 or not all(f.isdigit() for f in fields):
+        return None
+    node, pid, seq = (int(f) for f in fields)
+    return (node, pid), seq
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    sender: Address
+    """The sender as CPG named it (the DELIVER callback's nodeid and pid)."""
+    seq: int | None
+    """The message's sequence number; None if it was corrupted or claims another sender."""
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChanged:
+    ring: RingId | None
+    members: tuple[Address, ...]
+    left: tuple[Address, ...]
+    joined: tuple[Address, ...]
+    reasons: frozenset[str] = frozenset()
+    """The CPG reasons (``NODEDOWN``, ``PROCDOWN``, ...) of the left and joined entries."""
+
+    @property
+    def key(self) -> tuple[RingId | None, tuple[Address, ...]]:
+        """The configuration this confchg installs (see the module docstring)."""
+        return self.ring, self.members
+
+
+ClientEvent = Delivered | ViewChanged
+
+
+@dataclass(slots=True, eq=False)
+class ClientRecord:
+    """What one client did and saw, in order."""
+
+    node: int
+    incarnation: int
+    pid: int
+    sent: int = 0
+    """Messages it had accepted: sequence numbers ``0 .. sent - 1``."""
+    events: list[ClientEvent] = field(default_factory=list)
+    alive: bool = True
+    join_accepted: bool = False
+    errors: list[str] = field(default_factory=list)
+    """Replies a well-behaved client should never get (anything but OK or TRY_AGAIN)."""
+
+    @property
+    def address(self) -> Address:
+        return self.node, self.pid
+
+    @property
+    def name(self) -> str:
+        return f"client {self.node}/{self.pid}"
+
+
+class CpgRule(Enum):
+    INTEGRITY = "CPG integrity"
+    SELF_DELIVERY = "CPG self-delivery"
+    FIFO = "CPG fifo"
+    VIEW_AGREEMENT = "CPG view agreement"
+    TABLE = "CPG table"
+
+
+@dataclass(frozen=True, slots=True)
+class CpgViolation:
+    rule: CpgRule
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.rule.value}: {self.description}"
+
+
+def check_clients(records: Sequence[ClientRecord]) -> list[CpgViolation]:
+    """Every per-client rule of the module docstring over one run's records."""
+    accepted = {r.address: r.sent for r in records}
+    violations: list[CpgViolation] = []
+    for record in records:
+        violations += [
+            CpgViolation(CpgRule.INTEGRITY, f"{record.name}: {e}") for e in record.errors
+        ]
+        violations += _integrity(record, accepted)
+        violations += _self_delivery(record)
+        violations += _fifo(record)
+    violations += _view_agreement(records)
+    return violations
+
+
+def _integrity(record: ClientRecord, accepted: Mapping[Address, int]) -> list[CpgViolation]:
+    out = []
+    for event in record.events:
+        if not isinstance(event, Delivered):
+            continue
+        if event.seq is None:
+            problem = "a corrupted or misattributed message"
+        elif event.seq >= accepted.get(event.sender, 0):
+            problem = f"message {event.seq}, which the sender never sent"
+        else:
+            continue
+        out.append(
+            CpgViolation(CpgRule.INTEGRITY, f"{record.name} got {problem} from {event.sender}")
+        )
+    return out
+
+
+def _self_delivery(record: ClientRecord) -> list[CpgViolation]:
+    own = [e.seq for e in record.events if isinstance(e, Delivered) and e.sender == record.address]
+    expected = list(range(record.sent if record.alive else len(own)))
+    if own == expected and len(own) <= record.sent:
+        return []
+    state = "alive" if record.alive else "dead"
+    return [
+        CpgViolation(
+            CpgRule.SELF_DELIVERY,
+            f"{record.name} ({state}) accepted {record.sent} messages and got back {_runs(own)}",
+        )
+    ]
+
+
+def _fifo(record: ClientRecord) -> list[CpgViolation]:
+    out: list[CpgViolation] = []
+    view: set[Address] = set()
+    last: dict[Address, int] = {}
+    fresh: set[Address] = set()
+    """Senders that (re)entered the view since their last message: a gap is allowed."""
+    for event in record.events:
+        if isinstance(event, ViewChanged):
+            entered = event.members if record.address in event.joined else event.joined
+            fresh |= set(entered)
+            view = set(event.members)
+            continue
+        sender, seq = event.sender, event.seq
+        if seq is None:
+            continue  # an INTEGRITY violation already
+        before = last.get(sender)
+        if sender not in view:
+            problem = f"message {seq} from {sender}, not in its configuration"
+        elif before is not None and seq <= before:
+            problem = f"message {seq} from {sender} after {before}"
+        elif sender not in fresh and before is not None and seq != before + 1:
+            problem = f"message {seq} from {sender} after {before}: a gap in one configuration"
+        else:
+            problem = None
+        if problem is not None:
+            out.append(CpgViolation(CpgRule.FIFO, f"{record.name} got {problem}"))
+        last[sender] = seq
+        fresh.discard(sender)
+    return out
+
+
+Segment = tuple[
+    tuple[RingId | None, tuple[Address, ...]], tuple[RingId | None, tuple[Address, ...]]
+]
+
+
+def _segments(record: ClientRecord) -> dict[Segment, list[tuple[Address, int | None]]]:
+    """The messages between each two consecutive confchgs, keyed by both configurations."""
+    out: dict[Segment, list[tuple[Address, int | None]]] = {}
+    start = None
+    messages: list[tuple[Address, int | None]] = []
+    for event in record.events:
+        if isinstance(event, ViewChanged):
+            if start is not None:
+                out[start, event.key] = messages
+            start, messages = event.key, []
+        elif start is not None:
+            messages.append((event.sender, event.seq))
+    return out
+
+
+def _view_agreement(records: Iterable[ClientRecord]) -> list[CpgViolation]:
+    first: dict[Segment, tuple[ClientRecord, list[tuple[Address, int | None]]]] = {}
+    out = []
+    for record in records:
+        for segment, messages in _segments(record).items():
+            seen = first.setdefault(segment, (record, messages))
+            if seen[1] != messages:
+                other, theirs = seen
+                out.append(
+                    CpgViolation(
+                        CpgRule.VIEW_AGREEMENT,
+                        f"{record.name} and {other.name} both went from {segment[0]} to "
+                        f"{segment[1]} but delivered {_brief(messages)} and {_brief(theirs)}",
+                    )
+                )
+    return out
+
+
+def check_tables(
+    tables: Mapping[int, Sequence[tuple[bytes, Address]]], live: Iterable[Address], group: bytes
+) -> list[CpgViolation]:
+    """The end state: every node's table the same, and exactly the live clients in ``group``."""
+    out = []
+    distinct = {tuple(table) for table in tables.values()}
+    if len(distinct) > 1:
+        shown = "; ".join(f"n{n}: {list(t)}" for n, t in sorted(tables.items()))
+        out.append(CpgViolation(CpgRule.TABLE, f"the nodes' process tables differ: {shown}"))
+    expected = sorted((group, address) for address in live)
+    for node, table in sorted(tables.items()):
+        if sorted(table) != expected:
+            extra = sorted(set(table) - set(expected))
+            missing = sorted(set(expected) - set(table))
+            out.append(
+                CpgViolation(
+                    CpgRule.TABLE,
+                    f"n{node}'s table is not the live clients: extra {extra}, missing {missing}",
+                )
+            )
+    return out
+
+
+def _runs(seqs: Sequence[int | None]) -> str:
+    """A short picture of a sequence of numbers (the first few and the count)."""
+    head = ", ".join(str(s) for s in seqs[:12])
+    return f"[{head}{', ...' if len(seqs) > 12 else ''}] ({len(seqs)})"
+
+
+def _brief(messages: Sequence[tuple[Address, int | None]]) -> str:
+    return f"{len(messages)} messages {[f'{a[0]}/{a[1]}#{s}' for a, s in messages[:8]]}"
