@@ -39,7 +39,7 @@ from pycorosync.exec.totem.sim.cpg_check import (
 )
 from pycorosync.exec.totem.sim.cpg_clients import GROUP, ClientRegistry
 from pycorosync.exec.totem.sim.cpg_stack import CPG_SERVICE, CpgStack
-from pycorosync.exec.totem.sim.runner import Faults, _fault_set, default_describe
+from pycorosync.exec.totem.sim.runner import Faults, _fault_set, default_describe, report_tail
 from pycorosync.exec.totem.sim.scenario import (
     SIM_CONFIG,
     Outcome,
@@ -113,11 +113,7 @@ class CpgSimResult:
             f"{self.wall_seconds:.2f} wall s",
             *(f"  {violation}" for violation in self.violations),
         ]
-        if self.error is not None:
-            lines += ["  error:", *(f"    {line}" for line in self.error.rstrip().splitlines())]
-        lines.append(f"  last {len(self.trace)} trace lines:")
-        lines += [f"    {line}" for line in self.trace]
-        return "\n".join(lines)
+        return report_tail(lines, self.error, self.trace)
 
 
 def run_cpg_seed(

@@ -35,6 +35,17 @@ from pycorosync.exec.totem.srp_config import SrpConfig
 
 TRACE_LINES = 400
 
+
+def report_tail(head: list[str], error: str | None, trace: Sequence[str]) -> str:
+    """A run's report: ``head`` (summary and violations), then the error and the trace."""
+    lines = list(head)
+    if error is not None:
+        lines += ["  error:", *(f"    {line}" for line in error.rstrip().splitlines())]
+    lines.append(f"  last {len(trace)} trace lines:")
+    lines += [f"    {line}" for line in trace]
+    return "\n".join(lines)
+
+
 Faults = str | Iterable[str]
 """``"all"``, ``"none"``, ``"loss,crash"`` or an iterable of :class:`Fault` names."""
 
@@ -76,11 +87,7 @@ class SimResult:
         again = f"--seeds {self.seed} --nodes {self.nodes} --faults {faults}"
         lines = [self.summary(), f"  reproduce: corosync-sim {again}"]
         lines += [f"  {violation}" for violation in self.violations]
-        if self.error is not None:
-            lines += ["  error:", *(f"    {line}" for line in self.error.rstrip().splitlines())]
-        lines.append(f"  last {len(self.trace)} trace lines:")
-        lines += [f"    {line}" for line in self.trace]
-        return "\n".join(lines)
+        return report_tail(lines, self.error, self.trace)
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -30,7 +30,7 @@ from pycorosync.exec.totem.events import Guarantee
 from pycorosync.exec.totem.evs_check import EvsChecker
 from pycorosync.exec.totem.history import Submitted
 from pycorosync.exec.totem.sim.cluster import SimCluster
-from pycorosync.exec.totem.sim.runner import Faults, _fault_set, default_describe
+from pycorosync.exec.totem.sim.runner import Faults, _fault_set, default_describe, report_tail
 from pycorosync.exec.totem.sim.scenario import (
     SIM_CONFIG,
     Outcome,
@@ -108,11 +108,7 @@ class SyncSimResult:
             f"{self.rounds_aborted} aborts, {self.wall_seconds:.2f} wall s",
             *(f"  {violation}" for violation in self.violations),
         ]
-        if self.error is not None:
-            lines += ["  error:", *(f"    {line}" for line in self.error.rstrip().splitlines())]
-        lines.append(f"  last {len(self.trace)} trace lines:")
-        lines += [f"    {line}" for line in self.trace]
-        return "\n".join(lines)
+        return report_tail(lines, self.error, self.trace)
 
 
 def run_sync_seed(
