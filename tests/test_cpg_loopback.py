@@ -165,12 +165,13 @@ HOLD_MS = 1000 / (4 + 0.2) * 0.8 - 10
 
 
 def test_a_message_sent_on_an_idle_ring_cancels_the_token_hold(make_cluster: MakeCluster) -> None:
-    # After 3 idle rotations the representative holds the token for HOLD_MS. A message must
-    # cancel that (SRP sees it queued and multicasts a hold cancel), not wait for the timer.
+    # After 3 idle rotations the representative (node 1) holds the token for HOLD_MS. A
+    # message of node 2 must cancel that (SRP sees it queued and multicasts a hold cancel),
+    # not wait for the timer.
     cluster = make_cluster(52)
     cluster.extra_totem = "    seqno_unchanged_const: 3\n"
     synced(cluster)
-    run_dir = str(cluster.node(1).base / "r1")
+    run_dir = str(cluster.node(2).base / "r2")
     delivered: list[bytes] = []
     handle = cpg.initialize(
         lambda g, n, p, m: delivered.append(m), lambda *a: None, run_dir=run_dir

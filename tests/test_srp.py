@@ -285,6 +285,25 @@ def test_an_idle_ring_holds_the_token_and_a_new_message_releases_it() -> None:
     finish(net)
 
 
+def test_a_message_of_the_node_holding_the_token_leaves_on_it_at_once() -> None:
+    net = formed((1, 2, 3))
+    assert net.run_until(lambda: net.cores[1].holding_token, 3.0), "no hold set in"
+    rep = net.cores[1]
+    visits, cancels = rep.stats.orf_token_rx, rep.stats.token_hold_cancel_tx
+    sent_at = net.now
+    net.mcast(1, b"on the held token")
+    assert net.run_until(lambda: b"on the held token" in net.payloads(1), 0.1)
+    assert rep.stats.orf_token_rx == visits, "it must not wait for the token to come round"
+    assert rep.stats.token_hold_cancel_tx == cancels, "the holder has nobody to tell"
+    assert net.run_until(lambda: all(b"on the held token" in net.payloads(n) for n in (2, 3)), 0.1)
+    assert net.now - sent_at < FAST.token_retransmit_ms / 1000
+    net.mcast(2, b"and the ring goes on")
+    assert net.run_until(
+        lambda: all(b"and the ring goes on" in net.payloads(n) for n in (1, 2, 3)), 1.0
+    )
+    finish(net)
+
+
 # -- hostile input ------------------------------------------------------------------------------
 
 

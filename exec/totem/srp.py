@@ -266,6 +266,7 @@ class Srp:
         self._common_safe: int | None = None
         self._next = nodeid
         self._last_token_raw: bytes | None = None
+        self._held_token: Token | None = None
         self._originated = False
         self._leavers: set[int] = set()
         self._expected_by: float | None = None
@@ -329,6 +330,11 @@ class Srp:
         """The ring is idle and holds its token (here, or this node counts it held at the
         representative): a message queued now multicasts a hold cancel."""
         return self._token_held
+
+    @property
+    def holding_token(self) -> bool:
+        """This node keeps the token of an idle ring here until the hold ends."""
+        return _Timer.HOLD in self._timers
 
     def brings_token(self, datagrams: Sequence[bytes]) -> bool:
         return any(peek_type(data) is MessageType.TOKEN for data in datagrams)
@@ -857,6 +863,7 @@ class Srp:
         raw = encode(token)
         if hold:
             self._last_token_raw = raw
+            self._held_token = token
             self._arm(_Timer.HOLD, self._cfg.hold_ms)
             self._arm(_Timer.TOKEN_RETRANSMIT, self._cfg.token_retransmit_ms)
         else:
@@ -1163,7 +1170,7 @@ class Srp:
                 self._send_token(self._last_token_raw)
         elif timer is _Timer.HOLD:
             if state is State.OPERATIONAL and self._last_token_raw:
-                self._send_token(self._last_token_raw)
+                self._send_held_token()
         elif timer is _Timer.JOIN:
             if state is State.GATHER:
                 self._send_join()
@@ -1202,10 +1209,14 @@ class Srp:
 
     def _cancel_hold(self) -> None:
         self._token_held = False
+        self._seq_unchanged = 0
+        if _Timer.HOLD in self._timers:
+            # The token is here: it leaves at once with the new message on it, and the
+            # others see the ring busy again from its seq - nobody needs to be told.
+            self._release_held_token()
+            return
         self.stats.token_hold_cancel_tx += 1
         self._broadcast(encode(HoldCancel(sender=self._id, ring_id=self._ring_id)))
-        self._seq_unchanged = 0
-        self._release_held_token()
 
     def _release_held_token(self) -> None:
         """A representative holding the token sends it at once (on the driver's next timer)."""
@@ -1213,9 +1224,37 @@ class Srp:
         if _Timer.HOLD in self._timers:
             self._timers[_Timer.HOLD] = self._now
 
+    def _send_held_token(self) -> None:
+        """Release the held token, first originating what was queued while it was held.
+
+        The held token has not left this node, so nobody has seen this visit yet: carrying the
+        new messages on it is the visit it would have been had they come before the token.
+        Without this a message that ends the hold waits for the token to go round once more."""
+        token = self._held_token
+        if token is None or not self._backlog():
+            assert self._last_token_raw is not None
+            self._send_token(self._last_token_raw)
+            return
+        cfg = self._cfg
+        backlog = self._backlog()
+        allowed = max(0, min(cfg.max_messages, cfg.window_size - token.fcc))
+        room = self._last_released + QUEUE_WINDOW - cfg.window_size - token.seq
+        sent = self._originate(token, max(0, min(allowed, room)))
+        token.fcc += sent
+        self._trc += sent
+        token.backlog = max(0, token.backlog + backlog - self._pbl)
+        self._pbl = backlog
+        if self._aru < token.aru or token.aru_addr in (self._id, 0):
+            token.aru = self._aru
+            token.aru_addr = 0 if token.aru == token.seq else self._id
+        self._aru_out = token.aru
+        self._send_token(encode(token))
+        self._deliver()
+
     # -- sending -----------------------------------------------------------------------------
 
     def _send_token(self, raw: bytes) -> None:
+        self._held_token = None
         self._last_token_raw = raw
         self._sends.append(Send(self._next, raw))
         self._timers.pop(_Timer.HOLD, None)
