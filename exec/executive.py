@@ -174,7 +174,14 @@ class Executive:
         self._push_stats()
 
     def _start_worker(self, plan: WorkerPlan) -> WorkerLink:
-        link = WorkerLink(plan, self._settings, self._loop, self._on_record, self._on_exit)
+        link = WorkerLink(
+            plan,
+            self._settings,
+            self._loop,
+            self._on_record,
+            self._on_exit,
+            on_batch=self._kick_once,
+        )
         link.send(Init(self.core.nodeid, encode_snapshot(self.store.snapshot())), Lane.SYNC)
         self.links.append(link)
         for service in plan.services:
@@ -349,8 +356,11 @@ class Executive:
             self._loop.call_soon(self._kick_once)
 
     def _kick_once(self) -> None:
-        self._kick_armed = False
-        self._kick()
+        # Run at the end of the worker's wake-up that brought the records, so that they
+        # leave in that turn; the call_soon armed with them then finds nothing to do.
+        if self._kick_armed:
+            self._kick_armed = False
+            self._kick()
 
     def _mcast(self, request: McastRequest) -> McastRequest | None:
         """Hand every message of ``request`` to totempg, in order; what did not fit yet."""

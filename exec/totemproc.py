@@ -419,10 +419,16 @@ class TotemProcess:
 
     def _flush(self) -> None:
         listener = self._listener
+        core = self._core
         for _ in range(FLUSH_ROUNDS_MAX):
             if listener is not None:
                 listener.after_step()
-            sends, events = self._core.take_output()
+            deadline = core.next_deadline()
+            if deadline is not None and deadline <= self._now:
+                # Due already (a released token hold): run it in this wake-up, not after
+                # another turn of the loop.
+                core.handle_timer(self._now)
+            sends, events = core.take_output()
             if not sends and not events:
                 break
             self._handle(sends, events)

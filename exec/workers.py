@@ -103,11 +103,16 @@ class WorkerLink:
         loop: asyncio.AbstractEventLoop,
         on_record: OnRecord,
         on_exit: OnExit,
+        *,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         self.plan = plan
         self._settings = settings
         self._loop = loop
         self._on_record = on_record
+        self._on_batch = on_batch
+        """Called after the records of one wake-up were handed over (not from take_ready,
+        which runs inside a Totem step that flushes anyway)."""
         self._on_exit = on_exit
         self._down = Channel.create(settings.lane_capacity)
         self._up = Channel.create(settings.lane_capacity)
@@ -253,6 +258,8 @@ class WorkerLink:
 
     def _on_readable(self) -> None:
         self._take(arm=True)
+        if self._on_batch is not None:
+            self._on_batch()
 
     def _take(self, *, arm: bool) -> None:
         if self._paused or self._closed or self._garbled:

@@ -369,3 +369,35 @@ def test_the_srp_core_tells_a_batch_with_a_token() -> None:
     core = Srp(SrpConfig(), 1, (1, 2), 0)
     assert core.brings_token([other, token])
     assert not core.brings_token([other, b"garbage"])
+
+
+class _DueCore(_ScriptedCore):
+    """A core with nothing to send until its timer, which is due from the start (a token
+    hold released by a message queued in the step)."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__()
+        self._output = ([], [])
+        self._journal = journal
+        self._due: float | None = 0.0
+
+    def next_deadline(self) -> float | None:
+        return self._due
+
+    def handle_timer(self, now: float) -> None:
+        self._due = None
+        self._journal.append("timer")
+        self._output = ([Send(2, b"token")], [])
+
+
+def test_a_timer_already_due_runs_in_the_same_wake_up() -> None:
+    journal = _Journal(Path("."))
+
+    async def run() -> None:
+        process = _journaled_process(journal, _DueCore(journal.entries))
+        process.start()
+        # No loop turn in between: the released token leaves in this step.
+        assert journal.entries == ["timer", "sent to 2"]
+        process.shutdown()
+
+    asyncio.run(run())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import pytest
@@ -92,7 +92,7 @@ def test_a_full_ring_overflows_in_order_and_a_worker_that_never_drains_goes_over
 
 
 def _recording_link(
-    received: list[object],
+    received: list[object], on_batch: Callable[[], None] | None = None
 ) -> tuple[WorkerLink, asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     settings = WorkerSettings(
@@ -104,6 +104,7 @@ def _recording_link(
         loop,
         lambda _link, record: received.append(record),
         lambda *_: None,
+        on_batch=on_batch,
     )
     loop.add_reader(made._reader.data_fileno, made._on_readable)  # as spawn() does
     return made, loop
@@ -135,6 +136,26 @@ def test_take_ready_hands_over_what_the_worker_wrote_before_its_wake_up_is_serve
         while len(received) < 3 and loop.time() < deadline:
             loop.run_until_complete(asyncio.sleep(0.001))
         assert received == [_mcast(1), _mcast(2), _mcast(3)]
+    finally:
+        worker_end.close()
+        made.close()
+        loop.close()
+
+
+def test_the_owner_hears_once_a_wake_up_handed_its_records_over_but_not_from_take_ready() -> None:
+    # The executive sends a worker's multicasts in the wake-up that brought them.
+    received: list[object] = []
+    made, loop = _recording_link(received, on_batch=lambda: received.append("batch"))
+    worker_end = Channel.attach(made._up.fds)
+    writer = worker_end.writer()
+    try:
+        assert writer.write(Lane.APP, encode(_mcast(1)))
+        made.take_ready()
+        assert received == [_mcast(1)]
+        assert writer.write(Lane.APP, encode(_mcast(2)))
+        assert writer.write(Lane.APP, encode(_mcast(3)))
+        made._on_readable()
+        assert received == [_mcast(1), _mcast(2), _mcast(3), "batch"]
     finally:
         worker_end.close()
         made.close()
