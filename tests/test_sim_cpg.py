@@ -43,6 +43,7 @@ def test_seeds_run_clean_with_every_fault(first: int) -> None:
     # The range is only worth running if it drives every path the checker judges.
     seeds = len(results)
     assert sum(r.deaths for r in results) > 3 * seeds  # clients died and were replaced
+    assert sum(r.leaves for r in results) > seeds  # clients left gracefully, then went
     assert sum(r.clients for r in results) > 15 * seeds
     assert sum(r.accepted for r in results) > 200 * seeds
     assert sum(r.deliveries for r in results) > 1500 * seeds
@@ -50,7 +51,7 @@ def test_seeds_run_clean_with_every_fault(first: int) -> None:
     assert sum(r.join_retries for r in results) > 0  # JOIN answered TRY_AGAIN, retried
     assert sum(r.held_sends for r in results) > 0  # flow control ENABLED held a send back
     reasons = frozenset().union(*(r.reasons for r in results))
-    assert {"JOIN", "PROCDOWN", "NODEDOWN", "NODEUP"} <= reasons
+    assert {"JOIN", "LEAVE", "PROCDOWN", "NODEDOWN", "NODEUP"} <= reasons
 
 
 def test_a_seed_reproduces_exactly() -> None:
@@ -154,6 +155,34 @@ def test_the_checker_flags_a_lost_own_message_a_gap_and_a_different_stream() -> 
     b.alive = False
     rules = {v.rule for v in check_clients([a, b])}
     assert rules == {CpgRule.SELF_DELIVERY, CpgRule.FIFO, CpgRule.VIEW_AGREEMENT}
+
+
+def test_a_client_that_saw_itself_leave_must_have_all_its_messages_a_dead_one_a_prefix() -> None:
+    leaving = (1, 101)
+    gone = ViewChanged(R, (A,), (leaving,), (), frozenset({"LEAVE"}))
+    leaver = _record(leaving, 2, _view((A, leaving), (A, leaving)), Delivered(leaving, 0), gone)
+    leaver.alive, leaver.left = False, True
+    assert [v.rule for v in check_clients([leaver])] == [CpgRule.SELF_DELIVERY]
+    leaver.left = False  # it died instead: what it got back is a prefix
+    assert check_clients([leaver]) == []
+
+
+def test_views_are_told_apart_by_the_transitional_configuration_they_came_in() -> None:
+    # A ring split: each side delivers the old ring's rest in its own transitional
+    # configuration, with different holes, and a leave there gives both the same members.
+    def after_split(
+        transitional: tuple[int, ...], *got: Delivered
+    ) -> list[Delivered | ViewChanged]:
+        left = ViewChanged(R, (A, B), ((3, 300),), (), frozenset({"LEAVE"}), transitional)
+        return [_view((A, B, (3, 300)), (A, B, (3, 300))), *got, left]
+
+    a = _record(A, 0, *after_split((1,), Delivered((3, 300), 0)))
+    b = _record(B, 0, *after_split((2,)))
+    c = _record((3, 300), 1)
+    c.alive = False
+    assert check_clients([a, b, c]) == []
+    b.events = after_split((1,))
+    assert [v.rule for v in check_clients([a, b, c])] == [CpgRule.VIEW_AGREEMENT]
 
 
 def test_the_checker_flags_a_corrupted_message_and_one_from_a_non_member() -> None:

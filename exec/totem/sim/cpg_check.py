@@ -7,16 +7,21 @@ it had accepted (their sequence numbers are 0, 1, ...), and in order every deliv
 confchg the engine gave it. A message carries its sender's node, pid and sequence number and a
 CRC of all of it (:func:`encode_message`), so a receiver can tell a corrupted or misattributed
 message. A confchg is recorded with the ring the node's CPG engine was in when it was sent
-(its last activated sync round): within one ring the members of a group never repeat (pids are
-never reused and members only come and go by agreed messages), so ``(ring, members)`` names
-one configuration of the group cluster-wide (:attr:`ViewChanged.key`).
+(its last activated sync round) and, if Totem was delivering a transitional configuration's
+messages then, that configuration's members: within one ring the members of a group never
+repeat (pids are never reused and members only come and go by agreed messages), so ``(ring,
+transitional, members)`` names one configuration of the group cluster-wide
+(:attr:`ViewChanged.key`). The transitional part matters when a ring splits: each part
+delivers the old ring's remaining messages in its own transitional configuration, with
+different holes (EVS), and a leave among them gives the same member list on both sides.
 
 :func:`check_clients` then asserts, over the records of one run:
 
 * ``INTEGRITY`` - every delivered message is intact, claims the sender CPG named, and was
   accepted from that client (no invented message);
 * ``SELF_DELIVERY`` - each client delivered its own messages in order with none missing: all
-  it accepted if it lived to the end, a prefix of them if it died;
+  it accepted if it lived to the end or saw itself leave the group (its messages precede its
+  leave in the agreed order), a prefix of them if it died;
 * ``FIFO`` - per receiver and sender, no duplicate and no step back, and exactly the next
   number while the sender stays in the receiver's configuration (a gap is only allowed across
   the sender's (re)joining); nothing comes from a process outside the configuration;
@@ -84,6 +89,9 @@ class Delivered:
     """The message's sequence number; None if it was corrupted or claims another sender."""
 
 
+ViewKey = tuple[RingId | None, tuple[int, ...] | None, tuple[Address, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class ViewChanged:
     ring: RingId | None
@@ -92,11 +100,13 @@ class ViewChanged:
     joined: tuple[Address, ...]
     reasons: frozenset[str] = frozenset()
     """The CPG reasons (``NODEDOWN``, ``PROCDOWN``, ...) of the left and joined entries."""
+    transitional: tuple[int, ...] | None = None
+    """The members of the Totem transitional configuration being delivered, if any."""
 
     @property
-    def key(self) -> tuple[RingId | None, tuple[Address, ...]]:
+    def key(self) -> ViewKey:
         """The configuration this confchg installs (see the module docstring)."""
-        return self.ring, self.members
+        return self.ring, self.transitional, self.members
 
 
 ClientEvent = Delivered | ViewChanged
@@ -114,6 +124,8 @@ class ClientRecord:
     events: list[ClientEvent] = field(default_factory=list)
     alive: bool = True
     join_accepted: bool = False
+    left: bool = False
+    """It left the group gracefully and got the confchg that shows it gone."""
     errors: list[str] = field(default_factory=list)
     """Replies a well-behaved client should never get (anything but OK or TRY_AGAIN)."""
 
@@ -177,10 +189,10 @@ def _integrity(record: ClientRecord, accepted: Mapping[Address, int]) -> list[Cp
 
 def _self_delivery(record: ClientRecord) -> list[CpgViolation]:
     own = [e.seq for e in record.events if isinstance(e, Delivered) and e.sender == record.address]
-    expected = list(range(record.sent if record.alive else len(own)))
+    expected = list(range(record.sent if record.alive or record.left else len(own)))
     if own == expected and len(own) <= record.sent:
         return []
-    state = "alive" if record.alive else "dead"
+    state = "left" if record.left else "alive" if record.alive else "dead"
     return [
         CpgViolation(
             CpgRule.SELF_DELIVERY,
@@ -220,9 +232,7 @@ def _fifo(record: ClientRecord) -> list[CpgViolation]:
     return out
 
 
-Segment = tuple[
-    tuple[RingId | None, tuple[Address, ...]], tuple[RingId | None, tuple[Address, ...]]
-]
+Segment = tuple[ViewKey, ViewKey]
 
 
 def _segments(record: ClientRecord) -> dict[Segment, list[tuple[Address, int | None]]]:

@@ -9,14 +9,17 @@ simulator's traffic ticks, sends sequenced, checksummed messages
 last ``FLOW_CONTROL_STATE_SET`` said ENABLED: the message waits (a few at most, the rest of the
 application's wishes are dropped) and goes when DISABLED comes, or at the next retry. A JOIN
 answered ``CS_ERR_TRY_AGAIN`` is retried :data:`CLIENT_RETRY_S` later, as a client sleeps and
-tries again. On some ticks a client dies (``lib_exit``) and a new one connects in its place.
+tries again. On some ticks a client dies (``lib_exit``) and a new one connects in its place;
+on others one leaves the group gracefully (``cpg_leave``: it sends nothing more, waits for the
+confchg that shows it gone, then disconnects) and a new one connects.
 
-Clients never call the engine from inside its callbacks: a notification is only recorded
-(and at most brings the pool's next wake-up forward), and the pool acts on the stack's timer
+Clients never call the engine from inside its callbacks: a notification is only recorded (and
+at most brings the pool's next wake-up forward), and the pool acts on the stack's timer
 (:attr:`ClientPool.next_wake`) or on a traffic tick - so the engine is never re-entered, as a
 client in another process cannot re-enter it. Every delivery and confchg a client gets is
 appended to its :class:`~.cpg_check.ClientRecord`, tagged with the ring of the node's last CPG
-activation (``ring_tag``). All randomness comes from the run's :class:`ClientRegistry`.
+activation and the transitional configuration Totem is delivering, if any (``ring_tag``). All
+randomness comes from the run's :class:`ClientRegistry`.
 
 :class:`CpgExecutive` is the engine's :class:`~pycorosync.plugins.engine.ExecutiveApi`: the
 probes' executive (multicasts into the node's totempg), with timers on :class:`SimTimers` - the
@@ -65,12 +68,16 @@ PENDING_MAX = 4
 CLIENTS_AT_START = (2, 3)
 DIE_CHANCE = 0.03
 """Per traffic tick on a node: one of its clients dies and a new one connects."""
+LEAVE_CHANCE = 0.02
+"""Per traffic tick on a node: one of its joined clients leaves the group gracefully."""
 BURST_CHANCE = 0.05
 BURST = 6
 """Sometimes a tick is a burst of messages from one client."""
 PADDING_MAX = 48
 AGREED = 2
 """libcpg's CPG_TYPE_AGREED."""
+_LEAVE_LATER = frozenset({CsErrorCode.CS_ERR_TRY_AGAIN, CsErrorCode.CS_ERR_BUSY})
+"""A LEAVE refused with these is asked again: a sync round, or the join not delivered yet."""
 
 
 class SimTimers:
@@ -159,6 +166,8 @@ class ClientRegistry:
     records: list[ClientRecord] = field(default_factory=list)
     pids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     deaths: int = 0
+    leaves: int = 0
+    """Clients that left the group gracefully and then disconnected."""
     join_retries: int = 0
     """JOINs answered ``CS_ERR_TRY_AGAIN`` (by the host during a round, or the engine)."""
     held_sends: int = 0
@@ -171,6 +180,9 @@ class _Client:
     record: ClientRecord
     flow: FlowControlState = FlowControlState.DISABLED
     pending: int = 0
+    leaving: bool = False
+    """It asked to leave (or will ask again after a TRY_AGAIN): it sends nothing more."""
+    leave_sent: bool = False
 
 
 class ClientPool:
@@ -183,7 +195,7 @@ class ClientPool:
         registry: ClientRegistry,
         *,
         clock: Callable[[], float],
-        ring_tag: Callable[[], RingId | None],
+        ring_tag: Callable[[], tuple[RingId | None, tuple[int, ...] | None]],
     ) -> None:
         self._nodeid = nodeid
         self._incarnation = incarnation
@@ -197,7 +209,8 @@ class ClientPool:
 
     @property
     def live(self) -> list[ClientRecord]:
-        return [client.record for client in self._clients.values()]
+        """The clients that should be in the group: connected and not leaving it."""
+        return [client.record for client in self._clients.values() if not client.leaving]
 
     def open(self, host: ClientHost) -> None:
         """The node came up: its first clients connect."""
@@ -220,7 +233,11 @@ class ClientPool:
         if self._clients and rng.random() < DIE_CHANCE:
             self._kill(rng.choice(list(self._clients.values())))
             self._connect()
-        senders = [c for c in self._clients.values() if c.record.join_accepted]
+        senders = [c for c in self._clients.values() if c.record.join_accepted and not c.leaving]
+        if len(senders) > 1 and rng.random() < LEAVE_CHANCE:
+            leaver = rng.choice(senders)
+            senders.remove(leaver)
+            self._leave(leaver)
         if senders:
             client = rng.choice(senders)
             wanted = BURST if rng.random() < BURST_CHANCE else 1
@@ -235,6 +252,9 @@ class ClientPool:
             return
         self.next_wake = None
         for client in list(self._clients.values()):
+            if client.leaving:
+                self._go_on_leaving(client)
+                continue
             if not client.record.join_accepted:
                 self._join(client)
             self._send_pending(client)
@@ -257,6 +277,23 @@ class ClientPool:
         del self._clients[client.conn]
         self._need_host().disconnect(client.conn)
 
+    def _leave(self, client: _Client) -> None:
+        client.leaving, client.pending = True, 0
+        client.leave_sent = True
+        payload = wire.encode_leave(GROUP, client.conn.pid)
+        self._need_host().request(client.conn, CpgRequestId.LEAVE, payload)
+
+    def _go_on_leaving(self, client: _Client) -> None:
+        """Ask again after a TRY_AGAIN; once the confchg showed it gone, disconnect."""
+        if client.record.left:
+            del self._clients[client.conn]
+            client.record.alive = False
+            self._registry.leaves += 1
+            self._need_host().disconnect(client.conn)
+            self._connect()
+        elif not client.leave_sent:
+            self._leave(client)
+
     def _join(self, client: _Client) -> None:
         payload = wire.encode_join(GROUP, client.conn.pid, 0)
         self._need_host().request(client.conn, CpgRequestId.JOIN, payload)
@@ -273,7 +310,10 @@ class ClientPool:
 
     def _arm(self) -> None:
         """Come back later while some client still waits for something."""
-        waiting = any(not c.record.join_accepted or c.pending for c in self._clients.values())
+        waiting = any(
+            not c.record.join_accepted or c.pending or (c.leaving and not c.leave_sent)
+            for c in self._clients.values()
+        )
         if waiting and self.next_wake is None:
             self.next_wake = self._clock() + CLIENT_RETRY_S
 
@@ -293,8 +333,12 @@ class ClientPool:
         client = self._clients.get(conn)
         if client is None:
             return
-        if message_id == CpgRequestId.JOIN and error is CsErrorCode.CS_OK:
-            client.record.join_accepted = True
+        if error is CsErrorCode.CS_OK:
+            if message_id == CpgRequestId.JOIN:
+                client.record.join_accepted = True
+        elif message_id == CpgRequestId.LEAVE and error in _LEAVE_LATER:
+            client.leave_sent = False  # asked again on the pool's next wake-up
+            self._arm()
         elif error is CsErrorCode.CS_ERR_TRY_AGAIN:
             self._registry.join_retries += 1
         else:
@@ -311,7 +355,11 @@ class ClientPool:
         elif message_id == CpgResponseId.DELIVER_CALLBACK:
             client.record.events.append(_delivered(wire.decode_deliver(payload)))
         elif message_id == CpgResponseId.CONFCHG_CALLBACK:
-            client.record.events.append(self._view_changed(wire.decode_confchg(payload)))
+            change = self._view_changed(wire.decode_confchg(payload))
+            client.record.events.append(change)
+            if client.leaving and client.record.address in change.left:
+                client.record.left = True
+                self._wake_soon()  # it disconnects from the pool's timer, not from here
 
     def _view_changed(self, body: wire.ConfChgBody) -> ViewChanged:
         def addresses(items: tuple[wire.CpgAddress, ...]) -> tuple[Address, ...]:
@@ -319,7 +367,8 @@ class ClientPool:
 
         reasons = frozenset(a.reason.name for a in (*body.left, *body.joined))
         members, left, joined = (addresses(x) for x in (body.members, body.left, body.joined))
-        return ViewChanged(self._ring_tag(), members, left, joined, reasons)
+        ring, transitional = self._ring_tag()
+        return ViewChanged(ring, members, left, joined, reasons, transitional)
 
 
 def _delivered(body: wire.DeliverBody) -> Delivered:

@@ -88,6 +88,8 @@ class CpgSimResult:
     clients: int
     deaths: int
     """Clients that died (``lib_exit``) during the run; a node's crash is not counted."""
+    leaves: int
+    """Clients that left the group gracefully, then disconnected."""
     join_retries: int
     held_sends: int
     accepted: int
@@ -108,7 +110,8 @@ class CpgSimResult:
         verdict = "ok" if self.passed else "FAILED"
         lines = [
             f"cpg seed {self.seed}: {verdict}, {self.nodes} nodes, faults "
-            f"{','.join(self.faults) or 'none'}, {self.clients} clients ({self.deaths} died), "
+            f"{','.join(self.faults) or 'none'}, {self.clients} clients "
+            f"({self.deaths} died, {self.leaves} left), "
             f"{self.accepted} sent, {self.deliveries} delivered, {self.confchgs} confchgs, "
             f"{self.wall_seconds:.2f} wall s",
             *(f"  {violation}" for violation in self.violations),
@@ -206,6 +209,7 @@ def run_cpg_seed(
         rounds_completed=checker.completions,
         clients=len(records),
         deaths=registry.deaths,
+        leaves=registry.leaves,
         join_retries=registry.join_retries,
         held_sends=registry.held_sends,
         accepted=sum(r.sent for r in records),

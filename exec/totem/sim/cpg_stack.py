@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pycorosync.exec.sync import SyncActivate, SyncCoordinator, SyncOutput
-from pycorosync.exec.totem.events import Delivery, Guarantee, RingId
+from pycorosync.exec.totem.events import ConfigChange, ConfigKind, Delivery, Guarantee, RingId
 from pycorosync.exec.totem.pg import GroupDelivery
 from pycorosync.exec.totem.sim.cluster import SimError
 from pycorosync.exec.totem.sim.cpg_clients import (
@@ -80,13 +80,15 @@ class CpgStack(SyncStack):
         self._engine_class = engine_class
         self.cpg_ring: RingId | None = None
         """The ring of this node's last CPG activation: what its clients' confchgs belong to."""
+        self.transitional: tuple[int, ...] | None = None
+        """The members of the transitional configuration Totem delivers now, if it does."""
         self._timers = SimTimers(lambda: self._now)
         self.pool = ClientPool(
             nodeid,
             incarnation,
             clients,
             clock=lambda: self._now,
-            ring_tag=lambda: self.cpg_ring,
+            ring_tag=lambda: (self.cpg_ring, self.transitional),
         )
         super().__init__(
             config,
@@ -170,6 +172,11 @@ class CpgStack(SyncStack):
         if isinstance(output, SyncActivate) and output.service_id == CPG_SERVICE:
             self.cpg_ring = output.ring_id
         super()._apply(output)
+
+    def _engines_confchg(self, change: ConfigChange) -> None:
+        transitional = change.kind is ConfigKind.TRANSITIONAL
+        self.transitional = tuple(change.members) if transitional else None
+        super()._engines_confchg(change)
 
     def _on_app_frame(self, event: Delivery, messages: list[GroupDelivery]) -> None:
         """An engine frame on the APP lane: shown to the EVS checker as it is, like a sync one."""
