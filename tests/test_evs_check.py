@@ -211,6 +211,14 @@ def test_2_integrity(steps: list[Step]) -> None:
     broken(steps, Invariant.INTEGRITY)
 
 
+def test_2_a_payload_submitted_twice_is_two_messages_and_no_more() -> None:
+    # A CPG process that leaves and joins again multicasts the same join twice.
+    twice = [sub(1, b"join"), sub(1, b"join"), *form(R1, (1, 2))]
+    twice += [dl(n, 1, R1, seq, b"join") for seq in (1, 2) for n in (1, 2)]
+    assert check(twice) == []
+    broken([*twice, dl(2, 1, R1, 3, b"join")], Invariant.INTEGRITY)
+
+
 def test_3_configuration_scoping() -> None:
     steps = [sub(3, b"m4"), *BASE, dl(1, 3, R1, 4, b"m4")]
     (violation,) = broken(steps, Invariant.CONFIG_SCOPING)

@@ -44,6 +44,7 @@ def test_seeds_run_clean_with_every_fault(first: int) -> None:
     seeds = len(results)
     assert sum(r.deaths for r in results) > 3 * seeds  # clients died and were replaced
     assert sum(r.leaves for r in results) > seeds  # clients left gracefully, then went
+    assert sum(r.rejoins for r in results) > seeds  # ... or joined again on the same handle
     assert sum(r.clients for r in results) > 15 * seeds
     assert sum(r.accepted for r in results) > 200 * seeds
     assert sum(r.deliveries for r in results) > 1500 * seeds

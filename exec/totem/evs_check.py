@@ -15,7 +15,9 @@ Vocabulary, precisely:
 
 * A message is identified by ``(ring_id, seq)`` of its :class:`Delivery` (``MessageId``). It
   is **sent in C** when its ``ring_id`` is C (for a recovered message, its original ring). Its
-  content is ``(sender, payload)``; payloads are unique per sender.
+  content is ``(sender, payload)``. A sender may submit the same payload more than once (a
+  CPG process that leaves and joins again sends the same join twice): a content is then
+  delivered as at most as many messages as it was submitted.
 * A node-incarnation's **configuration** C is the ring of its latest REGULAR confchg. Between a
   TRANSITIONAL confchg for ring R and the REGULAR one for R the incarnation is in the
   **transitional phase** of C, with transitional members T (the TRANSITIONAL's members);
@@ -177,8 +179,9 @@ class EvsChecker:
         self._current: dict[int, _Incarnation] = {}
         self._last_ring_seq: dict[int, int] = {}
         self._content: dict[MessageId, Content] = {}
-        self._message_of: dict[Content, MessageId] = {}
-        self._submitted: set[Content] = set()
+        self._messages_of: dict[Content, set[MessageId]] = {}
+        self._submitted: dict[Content, int] = {}
+        """How many times each content was submitted."""
         self._unsubmitted: dict[Content, int] = {}
         self._ring_members: dict[RingId, frozenset[int]] = {}
         self._installs: dict[RingId, list[_Install]] = {}
@@ -267,7 +270,8 @@ class EvsChecker:
         me.alive = False
 
     def _submit(self, nodeid: int, payload: bytes) -> None:
-        self._submitted.add((nodeid, payload))
+        content = (nodeid, payload)
+        self._submitted[content] = self._submitted.get(content, 0) + 1
         self._unsubmitted.pop((nodeid, payload), None)
 
     # -- deliveries ---------------------------------------------------------------------
@@ -313,15 +317,16 @@ class EvsChecker:
                 f"elsewhere as {known[1]!r} from {known[0]}",
             )
             return False
-        first_id = self._message_of.setdefault(content, mid)
-        if first_id != mid:
+        ids = self._messages_of.setdefault(content, set())
+        if mid not in ids and ids and len(ids) >= self._submitted.get(content, 1):
+            others = ", ".join(_mid(other) for other in sorted(ids, key=_mid_order))
             self._report(
                 Invariant.INTEGRITY,
                 (me.node,),
-                f"{d.payload!r} from {d.sender} delivered as {_mid(mid)}, "
-                f"elsewhere as {_mid(first_id)}",
+                f"{d.payload!r} from {d.sender} delivered as {_mid(mid)}, elsewhere as {others}",
             )
             return False
+        ids.add(mid)
         return True
 
     def _in_scope(self, me: _Incarnation, d: Delivery) -> bool:
@@ -630,3 +635,7 @@ def _mid(mid: MessageId) -> str:
 
 def _kind(entry: HistoryEntry) -> str:
     return type(entry).__name__
+
+
+def _mid_order(mid: MessageId) -> tuple[int, int, int]:
+    return mid[0].seq, mid[0].rep, mid[1]

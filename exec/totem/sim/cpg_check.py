@@ -7,13 +7,14 @@ it had accepted (their sequence numbers are 0, 1, ...), and in order every deliv
 confchg the engine gave it. A message carries its sender's node, pid and sequence number and a
 CRC of all of it (:func:`encode_message`), so a receiver can tell a corrupted or misattributed
 message. A confchg is recorded with the ring the node's CPG engine was in when it was sent
-(its last activated sync round) and, if Totem was delivering a transitional configuration's
-messages then, that configuration's members: within one ring the members of a group never
-repeat (pids are never reused and members only come and go by agreed messages), so ``(ring,
-transitional, members)`` names one configuration of the group cluster-wide
-(:attr:`ViewChanged.key`). The transitional part matters when a ring splits: each part
-delivers the old ring's remaining messages in its own transitional configuration, with
-different holes (EVS), and a leave among them gives the same member list on both sides.
+(its last activated sync round), the Totem message whose delivery made it (ring id and seq:
+an agreed point, the same on every node) and, if Totem was delivering a transitional
+configuration's messages then, that configuration's members. ``(ring, transitional, cause,
+members)`` names one configuration of the group cluster-wide (:attr:`ViewChanged.key`): the
+cause tells apart the same member list coming back when a process leaves and joins again on
+its handle; the transitional part matters when a ring splits - each part delivers the old
+ring's remaining messages in its own transitional configuration, with different holes (EVS),
+and a leave among them gives the same cause and member list on both sides.
 
 :func:`check_clients` then asserts, over the records of one run:
 
@@ -89,7 +90,9 @@ class Delivered:
     """The message's sequence number; None if it was corrupted or claims another sender."""
 
 
-ViewKey = tuple[RingId | None, tuple[int, ...] | None, tuple[Address, ...]]
+Cause = tuple[RingId, int]
+"""The Totem delivery (ring id, seq) during which a confchg was sent."""
+ViewKey = tuple[RingId | None, tuple[int, ...] | None, Cause | None, tuple[Address, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +105,14 @@ class ViewChanged:
     """The CPG reasons (``NODEDOWN``, ``PROCDOWN``, ...) of the left and joined entries."""
     transitional: tuple[int, ...] | None = None
     """The members of the Totem transitional configuration being delivered, if any."""
+    cause: Cause | None = None
+    """The Totem delivery that made this confchg (None if none had come since the last
+    Totem configuration change)."""
 
     @property
     def key(self) -> ViewKey:
         """The configuration this confchg installs (see the module docstring)."""
-        return self.ring, self.transitional, self.members
+        return self.ring, self.transitional, self.cause, self.members
 
 
 ClientEvent = Delivered | ViewChanged
@@ -125,7 +131,8 @@ class ClientRecord:
     alive: bool = True
     join_accepted: bool = False
     left: bool = False
-    """It left the group gracefully and got the confchg that shows it gone."""
+    """It left the group gracefully and got the confchg that shows it gone (and has not
+    joined again since)."""
     errors: list[str] = field(default_factory=list)
     """Replies a well-behaved client should never get (anything but OK or TRY_AGAIN)."""
 
@@ -244,7 +251,9 @@ def _segments(record: ClientRecord) -> dict[Segment, list[tuple[Address, int | N
         if isinstance(event, ViewChanged):
             if start is not None:
                 out[start, event.key] = messages
-            start, messages = event.key, []
+            # Out of the group (it left), it gets nothing until its join's confchg.
+            inside = record.address in event.members
+            start, messages = (event.key if inside else None), []
         elif start is not None:
             messages.append((event.sender, event.seq))
     return out

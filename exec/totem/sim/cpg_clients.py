@@ -10,15 +10,17 @@ last ``FLOW_CONTROL_STATE_SET`` said ENABLED: the message waits (a few at most, 
 application's wishes are dropped) and goes when DISABLED comes, or at the next retry. A JOIN
 answered ``CS_ERR_TRY_AGAIN`` is retried :data:`CLIENT_RETRY_S` later, as a client sleeps and
 tries again. On some ticks a client dies (``lib_exit``) and a new one connects in its place;
-on others one leaves the group gracefully (``cpg_leave``: it sends nothing more, waits for the
-confchg that shows it gone, then disconnects) and a new one connects.
+on others one leaves the group gracefully (``cpg_leave``: it sends nothing more and waits for
+the confchg that shows it gone), then either joins again on the same handle - what hangs in
+Corosync (services-notes.md §1.7) - or disconnects and a new one connects.
 
 Clients never call the engine from inside its callbacks: a notification is only recorded (and
 at most brings the pool's next wake-up forward), and the pool acts on the stack's timer
 (:attr:`ClientPool.next_wake`) or on a traffic tick - so the engine is never re-entered, as a
 client in another process cannot re-enter it. Every delivery and confchg a client gets is
 appended to its :class:`~.cpg_check.ClientRecord`, tagged with the ring of the node's last CPG
-activation and the transitional configuration Totem is delivering, if any (``ring_tag``). All
+activation, the Totem delivery being handled and the transitional configuration Totem is
+delivering, if any (``ring_tag``). All
 randomness comes from the run's :class:`ClientRegistry`.
 
 :class:`CpgExecutive` is the engine's :class:`~pycorosync.plugins.engine.ExecutiveApi`: the
@@ -38,6 +40,7 @@ from typing import Protocol
 from pycorosync.exec.totem.events import RingId
 from pycorosync.exec.totem.sim.cpg_check import (
     Address,
+    Cause,
     ClientRecord,
     Delivered,
     ViewChanged,
@@ -70,6 +73,8 @@ DIE_CHANCE = 0.03
 """Per traffic tick on a node: one of its clients dies and a new one connects."""
 LEAVE_CHANCE = 0.02
 """Per traffic tick on a node: one of its joined clients leaves the group gracefully."""
+REJOIN_CHANCE = 0.5
+"""A client that has left joins again on the same handle rather than disconnecting."""
 BURST_CHANCE = 0.05
 BURST = 6
 """Sometimes a tick is a burst of messages from one client."""
@@ -168,6 +173,8 @@ class ClientRegistry:
     deaths: int = 0
     leaves: int = 0
     """Clients that left the group gracefully and then disconnected."""
+    rejoins: int = 0
+    """Clients that left the group and joined it again on the same handle."""
     join_retries: int = 0
     """JOINs answered ``CS_ERR_TRY_AGAIN`` (by the host during a round, or the engine)."""
     held_sends: int = 0
@@ -195,7 +202,7 @@ class ClientPool:
         registry: ClientRegistry,
         *,
         clock: Callable[[], float],
-        ring_tag: Callable[[], tuple[RingId | None, tuple[int, ...] | None]],
+        ring_tag: Callable[[], tuple[RingId | None, tuple[int, ...] | None, Cause | None]],
     ) -> None:
         self._nodeid = nodeid
         self._incarnation = incarnation
@@ -284,8 +291,14 @@ class ClientPool:
         self._need_host().request(client.conn, CpgRequestId.LEAVE, payload)
 
     def _go_on_leaving(self, client: _Client) -> None:
-        """Ask again after a TRY_AGAIN; once the confchg showed it gone, disconnect."""
-        if client.record.left:
+        """Ask again after a TRY_AGAIN; once the confchg showed it gone, join again or go."""
+        record = client.record
+        if record.left and self._registry.rng.random() < REJOIN_CHANCE:
+            client.leaving = client.leave_sent = False
+            record.left = record.join_accepted = False
+            self._registry.rejoins += 1
+            self._join(client)
+        elif record.left:
             del self._clients[client.conn]
             client.record.alive = False
             self._registry.leaves += 1
@@ -367,8 +380,8 @@ class ClientPool:
 
         reasons = frozenset(a.reason.name for a in (*body.left, *body.joined))
         members, left, joined = (addresses(x) for x in (body.members, body.left, body.joined))
-        ring, transitional = self._ring_tag()
-        return ViewChanged(ring, members, left, joined, reasons, transitional)
+        ring, transitional, cause = self._ring_tag()
+        return ViewChanged(ring, members, left, joined, reasons, transitional, cause)
 
 
 def _delivered(body: wire.DeliverBody) -> Delivered:

@@ -90,6 +90,8 @@ class CpgSimResult:
     """Clients that died (``lib_exit``) during the run; a node's crash is not counted."""
     leaves: int
     """Clients that left the group gracefully, then disconnected."""
+    rejoins: int
+    """Clients that left the group and joined it again on the same handle."""
     join_retries: int
     held_sends: int
     accepted: int
@@ -111,7 +113,7 @@ class CpgSimResult:
         lines = [
             f"cpg seed {self.seed}: {verdict}, {self.nodes} nodes, faults "
             f"{','.join(self.faults) or 'none'}, {self.clients} clients "
-            f"({self.deaths} died, {self.leaves} left), "
+            f"({self.deaths} died, {self.leaves} left, {self.rejoins} rejoined), "
             f"{self.accepted} sent, {self.deliveries} delivered, {self.confchgs} confchgs, "
             f"{self.wall_seconds:.2f} wall s",
             *(f"  {violation}" for violation in self.violations),
@@ -210,6 +212,7 @@ def run_cpg_seed(
         clients=len(records),
         deaths=registry.deaths,
         leaves=registry.leaves,
+        rejoins=registry.rejoins,
         join_retries=registry.join_retries,
         held_sends=registry.held_sends,
         accepted=sum(r.sent for r in records),

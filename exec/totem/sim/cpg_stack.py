@@ -82,13 +82,15 @@ class CpgStack(SyncStack):
         """The ring of this node's last CPG activation: what its clients' confchgs belong to."""
         self.transitional: tuple[int, ...] | None = None
         """The members of the transitional configuration Totem delivers now, if it does."""
+        self.cause: tuple[RingId, int] | None = None
+        """The Totem delivery being handled (the last one since a configuration change)."""
         self._timers = SimTimers(lambda: self._now)
         self.pool = ClientPool(
             nodeid,
             incarnation,
             clients,
             clock=lambda: self._now,
-            ring_tag=lambda: (self.cpg_ring, self.transitional),
+            ring_tag=lambda: (self.cpg_ring, self.transitional, self.cause),
         )
         super().__init__(
             config,
@@ -176,7 +178,12 @@ class CpgStack(SyncStack):
     def _engines_confchg(self, change: ConfigChange) -> None:
         transitional = change.kind is ConfigKind.TRANSITIONAL
         self.transitional = tuple(change.members) if transitional else None
+        self.cause = None
         super()._engines_confchg(change)
+
+    def _on_delivery(self, event: Delivery) -> None:
+        self.cause = (event.ring_id, event.seq)
+        super()._on_delivery(event)
 
     def _on_app_frame(self, event: Delivery, messages: list[GroupDelivery]) -> None:
         """An engine frame on the APP lane: shown to the EVS checker as it is, like a sync one."""
