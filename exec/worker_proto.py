@@ -27,6 +27,7 @@ import msgpack
 
 from pycorosync.exec.totem.events import ConfigKind, Guarantee, RingId
 from pycorosync.lib.errors import CsErrorCode, MessageError
+from pycorosync.lib.packing import pack
 
 __all__ = [
     "CmapChanges",
@@ -223,8 +224,7 @@ Record = (
 def encode(record: Record, stamp: int = 0) -> bytes:
     fields = _fields(record)
     fields.insert(1, stamp)
-    packed: bytes = msgpack.packb(fields)
-    return packed
+    return pack(fields)
 
 
 def _fields(record: Record) -> list[Any]:

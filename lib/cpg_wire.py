@@ -31,6 +31,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 import msgpack
 
 from pycorosync.lib.errors import MessageError, NameTooLongError
+from pycorosync.lib.packing import pack as _pack
 
 __all__ = [
     "CPG_MAX_NAME_LENGTH",
@@ -69,7 +70,6 @@ MODEL_V1_DELIVER_INITIAL_TOTEM_CONF: Final = 0x01
 """The only model flag: one totem confchg right after the handle's first CPG confchg."""
 
 _E = TypeVar("_E", bound=IntEnum)
-_packb = msgpack.packb
 _U32 = (0, (1 << 32) - 1)
 _U64 = (0, (1 << 64) - 1)
 
@@ -413,8 +413,7 @@ def decode_proc(data: bytes) -> tuple[bytes, int, CpgReason]:
 
 
 def encode_exec_mcast(group: bytes, pid: int, message: bytes) -> bytes:
-    packed: bytes = _packb([group, pid, message], use_bin_type=True)
-    return packed
+    return _pack([group, pid, message])
 
 
 def decode_exec_mcast(data: bytes) -> tuple[bytes, int, bytes]:
@@ -436,7 +435,7 @@ def exec_mcast_to_deliver(data: bytes, nodeid: int) -> tuple[bytes, int, bytes]:
             and 0 <= pid <= _U32[1]
             and type(message) is bytes
         ):
-            return group, pid, _packb([group, nodeid, pid, message], use_bin_type=True)
+            return group, pid, _pack([group, nodeid, pid, message])
     group, pid, message = decode_exec_mcast(data)  # raises the precise reason
     return group, pid, pack([group, nodeid, pid, message])
 
@@ -520,8 +519,7 @@ def decode_downlist(data: bytes) -> tuple[int, list[int]]:
 
 
 def pack(fields: list[Any]) -> bytes:
-    packed: bytes = msgpack.packb(fields, use_bin_type=True)
-    return packed
+    return _pack(fields)
 
 
 def _unpack_any(data: bytes, what: str) -> object:
