@@ -114,6 +114,10 @@ class _Hosted:
     api: EngineApi
 
 
+_ExecTarget = tuple[ServiceEngine, Callable[..., object]]
+"""An engine and one of its exec handlers (called ``handler(engine, payload, sender)``)."""
+
+
 class WorkerHost:
     def __init__(
         self,
@@ -130,6 +134,7 @@ class WorkerHost:
         self.clients = clients
         self.scheduler = scheduler
         self._hosted: dict[int, _Hosted] = {}
+        self._exec_targets: dict[tuple[int, int], _ExecTarget] = {}
         self.replica: CmapReplica | None = None
         self.nodeid = 0
         self.quorate = True
@@ -208,17 +213,33 @@ class WorkerHost:
         self.send(Ready(self.services), Lane.SYNC)
 
     def _deliver(self, record: Deliver) -> None:
+        # Every delivered message passes here: one lookup of its handler, no call in between.
         sender = record.sender
+        targets = self._exec_targets
         for service, function, payload in record.messages:
-            hosted = self._hosted.get(service)
-            if hosted is None:
-                log.warning("Discarded a message for service %d, not hosted here", service)
-                continue
-            entry = hosted.engine.exec_handlers.get(function)
-            if entry is None:
-                log.warning("Discarded unknown message %d for service %d", function, service)
-                continue
-            self._guard(hosted.engine, "exec handler", entry.handler, payload, sender)
+            target = targets.get((service, function))
+            if target is None:
+                target = self._exec_target(service, function)
+                if target is None:
+                    continue
+            engine, handler = target
+            try:
+                handler(engine, payload, sender)
+            except Exception:
+                log.exception("Engine %s failed in its exec handler", engine.name)
+
+    def _exec_target(self, service: int, function: int) -> _ExecTarget | None:
+        """The engine and handler of a message, remembered; None (logged) if there is none."""
+        hosted = self._hosted.get(service)
+        if hosted is None:
+            log.warning("Discarded a message for service %d, not hosted here", service)
+            return None
+        entry = hosted.engine.exec_handlers.get(function)
+        if entry is None:
+            log.warning("Discarded unknown message %d for service %d", function, service)
+            return None
+        target = self._exec_targets[service, function] = (hosted.engine, entry.handler)
+        return target
 
     def _confchg(self, change: ConfChg) -> None:
         for hosted in self._in_load_order():
@@ -347,7 +368,10 @@ class WorkerHost:
         if held or not (engine.allow_inquorate or self.quorate):
             self.clients.reply(conn, request_id, b"", CsErrorCode.CS_ERR_TRY_AGAIN)
             return
-        self._guard(engine, "lib handler", entry.handler, conn, payload)
+        try:  # _guard, inline: every request of every client passes here
+            entry.handler(engine, conn, payload)
+        except Exception:
+            log.exception("Engine %s failed in its lib handler", engine.name)
 
     def client_disconnected(self, service: int, conn: ClientConnection) -> None:
         hosted = self._hosted.get(service)

@@ -67,7 +67,7 @@ class CmapTransport(Protocol):
         """A file descriptor that polls readable when notifications are waiting."""
         ...
 
-    def dispatch(self, flags: int, callback: Callable[[int, bytes], None]) -> None:
+    def dispatch(self, flags: int, callback: Callable[[int, bytes], object]) -> None:
         """Hand waiting notifications to ``callback(message_id, body)`` as ``flags`` say."""
         ...
 

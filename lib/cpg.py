@@ -113,7 +113,7 @@ class CpgTransport(Protocol):
 
     def fd_get(self) -> int: ...
 
-    def dispatch(self, flags: int, callback: Callable[[int, bytes], None]) -> None: ...
+    def dispatch(self, flags: int, callback: Callable[[int, bytes], object]) -> None: ...
 
     def finalize(self) -> None: ...
 
@@ -225,7 +225,7 @@ class CpgHandle:
         except ValueError:
             raise InvalidParamError(f"unknown dispatch flags {flags}") from None
         if mode in (DispatchFlag.ALL, DispatchFlag.BLOCKING):
-            self._live().dispatch(mode, self._run)
+            self._live().dispatch(mode, self._on_message)
             return
         # ONE and ONE_NONBLOCKING count user callbacks: skip the library's own notifications.
         ran = [False]
@@ -352,9 +352,6 @@ class CpgHandle:
             lost = self._dropped_seen - self._dropped_reported
             self._dropped_reported = self._dropped_seen
             raise QueueFullError(f"the engine dropped {lost} multicasts sent past flow control")
-
-    def _run(self, message_id: int, payload: bytes) -> None:
-        self._on_message(message_id, payload)
 
     def _on_message(self, message_id: int, payload: bytes) -> bool:
         """Handle one notification; True if it ran a user callback."""

@@ -144,7 +144,7 @@ class IpcClient:
         self._check_open()
         return self._epoll.fileno()
 
-    def dispatch(self, flags: DispatchFlag, callback: Callable[[int, bytes], None]) -> None:
+    def dispatch(self, flags: DispatchFlag, callback: Callable[[int, bytes], object]) -> None:
         """Run notification callbacks as ``callback(message_id, payload)``, per ``flags``."""
         self._check_open()
         try:
@@ -285,12 +285,15 @@ class IpcClient:
             self._update_wake()
             return batch
 
-    def _run_batch(self, batch: list[Notification], callback: Callable[[int, bytes], None]) -> None:
+    def _run_batch(
+        self, batch: list[Notification], callback: Callable[[int, bytes], object]
+    ) -> None:
         """Run ``batch`` in order, as one at a time would: a finalize in a callback stops it,
         and what a raising callback left is queued again, first."""
         for index, item in enumerate(batch):
             try:
-                self._check_open()
+                if self._finalized:  # _check_open, inline: this runs for every delivery
+                    self._check_open()
                 callback(*item)
             except BaseException:
                 with self._lock:
