@@ -71,6 +71,8 @@ MODEL_V1_DELIVER_INITIAL_TOTEM_CONF: Final = 0x01
 
 _E = TypeVar("_E", bound=IntEnum)
 _U32 = (0, (1 << 32) - 1)
+_BUFFERS = (bytes, bytearray, memoryview)
+"""What decodes; a tuple made once (``bytes | bytearray | memoryview`` is built per call)."""
 _U64 = (0, (1 << 64) - 1)
 
 
@@ -523,7 +525,7 @@ def pack(fields: list[Any]) -> bytes:
 
 
 def _unpack_any(data: bytes, what: str) -> object:
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if type(data) is not bytes and not isinstance(data, _BUFFERS):
         raise CpgWireError(f"a {what} must be bytes, not {type(data).__name__}")
     try:
         return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)

@@ -57,7 +57,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from pycorosync.exec.logsys import subsys_logger
 from pycorosync.exec.totem.events import ConfigKind, RingId
@@ -425,7 +425,7 @@ class CpgEngine:
             return
         dispatch = self.api.dispatch
         for conn, _state in self._receivers(group):
-            dispatch(conn, CpgResponseId.DELIVER_CALLBACK, body)
+            dispatch(conn, _DELIVER, body)
 
     def _exec_partial(self, payload: bytes, sender: int) -> None:
         group, body = wire.exec_partial_to_deliver(payload, sender)
@@ -666,6 +666,8 @@ class CpgEngine:
             self._flush()
 
 
+_DELIVER: Final = int(CpgResponseId.DELIVER_CALLBACK)
+"""Looked up once: every delivered message is dispatched with it."""
 _COUNTED = frozenset(
     {CpgExecId.PROCJOIN, CpgExecId.PROCLEAVE, CpgExecId.MCAST, CpgExecId.PARTIAL_MCAST}
 )
