@@ -45,6 +45,8 @@ def test_seeds_run_clean_with_every_fault(first: int) -> None:
     assert sum(r.deaths for r in results) > 3 * seeds  # clients died and were replaced
     assert sum(r.leaves for r in results) > seeds  # clients left gracefully, then went
     assert sum(r.rejoins for r in results) > seeds  # ... or joined again on the same handle
+    assert sum(r.fragmented for r in results) > 10 * seeds  # messages sent in fragments
+    assert sum(r.interrupted for r in results) > seeds  # CS_ERR_INTERRUPT, sent again
     assert sum(r.clients for r in results) > 15 * seeds
     assert sum(r.accepted for r in results) > 200 * seeds
     assert sum(r.deliveries for r in results) > 1500 * seeds
@@ -184,6 +186,16 @@ def test_views_are_told_apart_by_the_transitional_configuration_they_came_in() -
     assert check_clients([a, b, c]) == []
     b.events = after_split((1,))
     assert [v.rule for v in check_clients([a, b, c])] == [CpgRule.VIEW_AGREEMENT]
+
+
+def test_a_fragmented_message_begun_before_a_join_is_not_owed_to_the_joiner() -> None:
+    joined = _view((A, B), (B,))
+    old = _record(A, 1, _view((A,), (A,)), joined, Delivered(A, 0, spans_views=True), _view((B,)))
+    new = _record(B, 0, joined, _view((B,)))
+    old.alive = False
+    assert check_clients([old, new]) == []
+    old.events[2] = Delivered(A, 0)  # a whole message the joiner should have had
+    assert [v.rule for v in check_clients([old, new])] == [CpgRule.VIEW_AGREEMENT]
 
 
 def test_the_checker_flags_a_corrupted_message_and_one_from_a_non_member() -> None:

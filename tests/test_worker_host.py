@@ -279,6 +279,26 @@ def test_multicasts_take_the_sync_lane_during_sync_and_would_block_when_full(rig
     assert rig.host.app_blocked
 
 
+def test_an_engine_that_activated_sends_on_the_app_lane_while_the_round_runs_on(
+    rig: Rig,
+) -> None:
+    # The SYNC lane is not held for a new ring: what still waits there when the ring breaks
+    # goes out ahead of the next ring's sync. An activated engine's traffic is application
+    # traffic, and waits for the round on the APP lane.
+    engine = rig.host.engine(40)
+    rig.host.apply(SyncStep(SyncStepKind.INIT, -1, RING, (5,), (1, 5)))
+    rig.host.apply(SyncStep(SyncStepKind.ACTIVATE, 40, RING))
+    assert rig.host.in_sync
+    assert engine.api.mcast(0, b"after") is SendStatus.QUEUED  # type: ignore[attr-defined]
+    assert rig.sent[-1] == (McastRequest(False, ((40, 0, Guarantee.AGREED, b"after"),)), Lane.APP)
+    other = rig.host.engine(41)
+    assert other.api.mcast(0, b"still syncing") is SendStatus.QUEUED  # type: ignore[attr-defined]
+    assert rig.sent[-1][1] is Lane.SYNC
+    rig.host.apply(SyncStep(SyncStepKind.INIT, -1, RING, (5,), (1, 5)))  # the next round
+    assert engine.api.mcast(0, b"again") is SendStatus.QUEUED  # type: ignore[attr-defined]
+    assert rig.sent[-1][1] is Lane.SYNC
+
+
 def test_client_requests_are_admitted_as_corosyncs_ipc_glue_admits_them(rig: Rig) -> None:
     host, replies = rig.host, rig.clients.replies
     host.client_request(40, CONN, 9, b"")

@@ -503,9 +503,10 @@ class CpgEngine:
             if not state.finalized:
                 self.api.dispatch(conn, CpgResponseId.TOTEM_CONFCHG_CALLBACK, body)
         self._syncing = False
-        # Until the host ends the round our sends travel on the SYNC lane, which goes ahead of
-        # the APP lane: what we sent on the APP lane before the round must be delivered first,
-        # or a client's later message (or its PROCDOWN) would overtake its earlier ones.
+        # Sends are held until what we sent before the round is delivered back: a host that
+        # carries an activated engine's sends on its SYNC lane (which goes ahead of the APP
+        # lane) would otherwise let a client's later message, or its PROCDOWN, overtake its
+        # earlier ones. Ours moves them to the APP lane once we activate (WorkerHost.mcast).
         self._draining = self._in_flight > 0
         self._flush()
 

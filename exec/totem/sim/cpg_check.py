@@ -88,6 +88,10 @@ class Delivered:
     """The sender as CPG named it (the DELIVER callback's nodeid and pid)."""
     seq: int | None
     """The message's sequence number; None if it was corrupted or claims another sender."""
+    spans_views: bool = False
+    """A message sent in fragments whose first came before this client's latest confchg: a
+    process that joined in between cannot have it, so it is left out of the comparison of
+    configurations (VIEW_AGREEMENT); every other rule still applies to it."""
 
 
 Cause = tuple[RingId, int]
@@ -254,7 +258,7 @@ def _segments(record: ClientRecord) -> dict[Segment, list[tuple[Address, int | N
             # Out of the group (it left), it gets nothing until its join's confchg.
             inside = record.address in event.members
             start, messages = (event.key if inside else None), []
-        elif start is not None:
+        elif start is not None and not event.spans_views:
             messages.append((event.sender, event.seq))
     return out
 

@@ -14,6 +14,15 @@ on others one leaves the group gracefully (``cpg_leave``: it sends nothing more 
 the confchg that shows it gone), then either joins again on the same handle - what hangs in
 Corosync (services-notes.md §1.7) - or disconnects and a new one connects.
 
+Some messages go as fragments (PARTIAL_MCAST, cut far smaller than libcpg cuts so that small
+messages have several): as libcpg does, a client sends one fragment, waits for its answer,
+then sends the next; ``CS_ERR_TRY_AGAIN`` retries that fragment, ``CS_ERR_INTERRUPT`` (a
+confchg came since the first) starts the message again from the first, and the message counts
+as sent once the last is taken. Receivers reassemble with libcpg's
+:class:`~pycorosync.lib.cpg_fragments.Reassembly` and record the whole message when its last
+fragment arrives, noting whether a confchg came since its first (a process that joined in
+between never gets it, by design).
+
 Clients never call the engine from inside its callbacks: a notification is only recorded (and
 at most brings the pool's next wake-up forward), and the pool acts on the stack's timer
 (:attr:`ClientPool.next_wake`) or on a traffic tick - so the engine is never re-entered, as a
@@ -49,7 +58,8 @@ from pycorosync.exec.totem.sim.cpg_check import (
 )
 from pycorosync.exec.totem.sim.sync_probe import ProbeExecutive, SendFn
 from pycorosync.lib import cpg_wire as wire
-from pycorosync.lib.cpg_wire import CpgRequestId, CpgResponseId, FlowControlState
+from pycorosync.lib.cpg_fragments import Reassembly, cut
+from pycorosync.lib.cpg_wire import CpgRequestId, CpgResponseId, FlowControlState, FragmentType
 from pycorosync.lib.errors import CsErrorCode
 from pycorosync.plugins.engine import ClientConnection, TimerHandle
 
@@ -75,10 +85,17 @@ LEAVE_CHANCE = 0.02
 """Per traffic tick on a node: one of its joined clients leaves the group gracefully."""
 REJOIN_CHANCE = 0.5
 """A client that has left joins again on the same handle rather than disconnecting."""
+FRAGMENT_CHANCE = 0.1
+"""A message goes as fragments."""
+FRAGMENT_BYTES = 16
+"""The sim's fragment size: a message of 30 bytes or more has several."""
+FRAGMENT_GAP_S = 0.01
+"""Between one fragment's answer and the next fragment."""
 BURST_CHANCE = 0.05
 BURST = 6
 """Sometimes a tick is a burst of messages from one client."""
 PADDING_MAX = 48
+FRAGMENTED_PADDING = (20, PADDING_MAX)
 AGREED = 2
 """libcpg's CPG_TYPE_AGREED."""
 _LEAVE_LATER = frozenset({CsErrorCode.CS_ERR_TRY_AGAIN, CsErrorCode.CS_ERR_BUSY})
@@ -175,6 +192,10 @@ class ClientRegistry:
     """Clients that left the group gracefully and then disconnected."""
     rejoins: int = 0
     """Clients that left the group and joined it again on the same handle."""
+    fragmented: int = 0
+    """Messages sent whole as fragments."""
+    interrupted: int = 0
+    """Fragmented sends answered CS_ERR_INTERRUPT and started again."""
     join_retries: int = 0
     """JOINs answered ``CS_ERR_TRY_AGAIN`` (by the host during a round, or the engine)."""
     held_sends: int = 0
@@ -190,6 +211,16 @@ class _Client:
     leaving: bool = False
     """It asked to leave (or will ask again after a TRY_AGAIN): it sends nothing more."""
     leave_sent: bool = False
+    fragments: list[tuple[FragmentType, bytes]] | None = None
+    """The fragments of the message being sent in pieces (its seq is ``record.sent``)."""
+    total: int = 0
+    next_fragment: int = 0
+    awaiting: bool = False
+    """A fragment is out; the next waits for its answer."""
+    reassembly: Reassembly = field(default_factory=Reassembly)
+    views: int = 0
+    """Confchgs received, to tell whether one came between a message's first and last."""
+    first_at: dict[Address, int] = field(default_factory=dict)
 
 
 class ClientPool:
@@ -241,8 +272,9 @@ class ClientPool:
             self._kill(rng.choice(list(self._clients.values())))
             self._connect()
         senders = [c for c in self._clients.values() if c.record.join_accepted and not c.leaving]
-        if len(senders) > 1 and rng.random() < LEAVE_CHANCE:
-            leaver = rng.choice(senders)
+        idle = [c for c in senders if c.fragments is None]
+        if len(senders) > 1 and idle and rng.random() < LEAVE_CHANCE:
+            leaver = rng.choice(idle)
             senders.remove(leaver)
             self._leave(leaver)
         if senders:
@@ -314,26 +346,75 @@ class ClientPool:
     def _send_pending(self, client: _Client) -> None:
         record = client.record
         rng = self._registry.rng
+        if client.fragments is not None:
+            self._send_fragment(client)
+            return
         while client.pending and record.join_accepted and client.flow is FlowControlState.DISABLED:
+            if rng.random() < FRAGMENT_CHANCE:
+                padding = rng.randrange(*FRAGMENTED_PADDING)
+                message = encode_message(record.address, record.sent, padding)
+                client.fragments, client.total = list(cut(message, FRAGMENT_BYTES)), len(message)
+                client.next_fragment = 0
+                self._send_fragment(client)
+                return  # the rest waits for this message, as libcpg's blocking call does
             message = encode_message(record.address, record.sent, rng.randrange(PADDING_MAX))
             record.sent += 1
             client.pending -= 1
             payload = wire.encode_mcast(AGREED, message)
             self._need_host().request(client.conn, CpgRequestId.MCAST, payload)
 
+    def _send_fragment(self, client: _Client) -> None:
+        if client.fragments is None or client.awaiting or not client.record.join_accepted:
+            return
+        kind, fragment = client.fragments[client.next_fragment]
+        client.awaiting = True
+        payload = wire.encode_partial_mcast(AGREED, client.total, kind, fragment)
+        self._need_host().request(client.conn, CpgRequestId.PARTIAL_MCAST, payload)
+
+    def _fragment_answered(self, client: _Client, error: CsErrorCode) -> None:
+        client.awaiting = False
+        if client.fragments is None:
+            return
+        if error is CsErrorCode.CS_OK:
+            client.next_fragment += 1
+            if client.next_fragment < len(client.fragments):
+                # The next one a little later: confchgs come in between, as they do while
+                # a real client waits for each answer.
+                self._wake_at(self._clock() + FRAGMENT_GAP_S)
+                return
+            client.fragments = None
+            client.record.sent += 1
+            client.pending = max(0, client.pending - 1)
+            self._registry.fragmented += 1
+        elif error is CsErrorCode.CS_ERR_INTERRUPT:
+            client.next_fragment = 0  # the receivers drop what they had: start again
+            self._registry.interrupted += 1
+        elif error is CsErrorCode.CS_ERR_TRY_AGAIN:
+            self._arm()  # the same fragment, a little later
+            return
+        else:
+            client.fragments = None
+            client.record.errors.append(f"a fragment answered {error.name}")
+        self._wake_soon()
+
     def _arm(self) -> None:
         """Come back later while some client still waits for something."""
         waiting = any(
-            not c.record.join_accepted or c.pending or (c.leaving and not c.leave_sent)
+            not c.record.join_accepted
+            or c.pending
+            or (c.leaving and not c.leave_sent)
+            or (c.fragments is not None and not c.awaiting)
             for c in self._clients.values()
         )
         if waiting and self.next_wake is None:
             self.next_wake = self._clock() + CLIENT_RETRY_S
 
     def _wake_soon(self) -> None:
-        now = self._clock()
-        if self.next_wake is None or self.next_wake > now:
-            self.next_wake = now
+        self._wake_at(self._clock())
+
+    def _wake_at(self, when: float) -> None:
+        if self.next_wake is None or self.next_wake > when:
+            self.next_wake = when
 
     def _need_host(self) -> ClientHost:
         if self._host is None:
@@ -345,6 +426,9 @@ class ClientPool:
     def on_reply(self, conn: ClientConnection, message_id: int, error: CsErrorCode) -> None:
         client = self._clients.get(conn)
         if client is None:
+            return
+        if message_id == CpgRequestId.PARTIAL_MCAST:
+            self._fragment_answered(client, error)
             return
         if error is CsErrorCode.CS_OK:
             if message_id == CpgRequestId.JOIN:
@@ -367,12 +451,28 @@ class ClientPool:
                 self._wake_soon()
         elif message_id == CpgResponseId.DELIVER_CALLBACK:
             client.record.events.append(_delivered(wire.decode_deliver(payload)))
+        elif message_id == CpgResponseId.PARTIAL_DELIVER_CALLBACK:
+            self._on_fragment(client, wire.decode_partial_deliver(payload))
         elif message_id == CpgResponseId.CONFCHG_CALLBACK:
             change = self._view_changed(wire.decode_confchg(payload))
             client.record.events.append(change)
+            client.views += 1
+            for nodeid, pid in change.left:
+                client.reassembly.forget(nodeid, pid)
             if client.leaving and client.record.address in change.left:
                 client.record.left = True
                 self._wake_soon()  # it disconnects from the pool's timer, not from here
+
+    def _on_fragment(self, client: _Client, part: wire.PartialBody) -> None:
+        sender = (part.nodeid, part.pid)
+        if part.kind is FragmentType.FIRST:
+            client.first_at[sender] = client.views
+        whole = client.reassembly.add(part)
+        if whole is None:
+            return
+        spans = client.first_at.pop(sender, None) != client.views
+        body = wire.DeliverBody(part.group, part.nodeid, part.pid, whole)
+        client.record.events.append(_delivered(body, spans_views=spans))
 
     def _view_changed(self, body: wire.ConfChgBody) -> ViewChanged:
         def addresses(items: tuple[wire.CpgAddress, ...]) -> tuple[Address, ...]:
@@ -384,9 +484,9 @@ class ClientPool:
         return ViewChanged(ring, members, left, joined, reasons, transitional, cause)
 
 
-def _delivered(body: wire.DeliverBody) -> Delivered:
+def _delivered(body: wire.DeliverBody, *, spans_views: bool = False) -> Delivered:
     sender = (body.nodeid, body.pid)
     decoded = decode_message(body.message)
     if decoded is None or decoded[0] != sender or body.group != GROUP:
-        return Delivered(sender, None)
-    return Delivered(sender, decoded[1])
+        return Delivered(sender, None, spans_views)
+    return Delivered(sender, decoded[1], spans_views)

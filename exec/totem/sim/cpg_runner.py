@@ -92,6 +92,10 @@ class CpgSimResult:
     """Clients that left the group gracefully, then disconnected."""
     rejoins: int
     """Clients that left the group and joined it again on the same handle."""
+    fragmented: int
+    """Messages sent whole in fragments (PARTIAL_MCAST)."""
+    interrupted: int
+    """Fragmented sends answered CS_ERR_INTERRUPT and started again."""
     join_retries: int
     held_sends: int
     accepted: int
@@ -213,6 +217,8 @@ def run_cpg_seed(
         deaths=registry.deaths,
         leaves=registry.leaves,
         rejoins=registry.rejoins,
+        fragmented=registry.fragmented,
+        interrupted=registry.interrupted,
         join_retries=registry.join_retries,
         held_sends=registry.held_sends,
         accepted=sum(r.sent for r in records),
