@@ -47,6 +47,7 @@ def test_seeds_run_clean_with_every_fault(first: int) -> None:
     assert sum(r.rejoins for r in results) > seeds  # ... or joined again on the same handle
     assert sum(r.fragmented for r in results) > 10 * seeds  # messages sent in fragments
     assert sum(r.interrupted for r in results) > seeds  # CS_ERR_INTERRUPT, sent again
+    assert sum(r.dropped for r in results) > 0  # sent past flow control, dropped, told
     assert sum(r.clients for r in results) > 15 * seeds
     assert sum(r.accepted for r in results) > 200 * seeds
     assert sum(r.deliveries for r in results) > 1500 * seeds
@@ -196,6 +197,18 @@ def test_a_fragmented_message_begun_before_a_join_is_not_owed_to_the_joiner() ->
     assert check_clients([old, new]) == []
     old.events[2] = Delivered(A, 0)  # a whole message the joiner should have had
     assert [v.rule for v in check_clients([old, new])] == [CpgRule.VIEW_AGREEMENT]
+
+
+def test_a_message_the_engine_said_it_dropped_is_owed_to_nobody_and_must_not_arrive() -> None:
+    both = (_view((A, B), (A, B)), Delivered(A, 0), Delivered(A, 2))
+    sender, receiver = _record(A, 3, *both), _record(B, 0, *both)
+    sender.dropped = {1}
+    assert check_clients([sender, receiver]) == []
+    receiver.events.append(Delivered(A, 1))
+    assert CpgRule.INTEGRITY in {v.rule for v in check_clients([sender, receiver])}
+    sender.dropped = set()  # not dropped after all: then 1 is missing everywhere
+    rules = {v.rule for v in check_clients([sender, _record(B, 0, *both)])}
+    assert rules == {CpgRule.SELF_DELIVERY, CpgRule.FIFO}
 
 
 def test_the_checker_flags_a_corrupted_message_and_one_from_a_non_member() -> None:

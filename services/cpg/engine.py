@@ -148,6 +148,9 @@ class CpgEngine:
     version: ClassVar[int] = 0
     allow_inquorate: ClassVar[bool] = True
     own_worker: ClassVar[bool] = False
+    held_per_conn: ClassVar[int] = HELD_PER_CONN_MAX
+    """The outbox's bound per connection (a subclass may set it lower, as the simulator
+    does so that clients that ignore flow control get their messages dropped)."""
 
     def __init__(self) -> None:
         self._api: ExecutiveApi | None = None
@@ -157,7 +160,7 @@ class CpgEngine:
         self._conns: dict[ClientConnection, _Conn] = {}
         self._refused: set[ClientConnection] = set()
         """Connections told once that their mcast is refused (a sender loops on it)."""
-        self._outbox = Outbox(HELD_PER_CONN_MAX)
+        self._outbox = Outbox(self.held_per_conn)
         self._retry: TimerHandle | None = None
         self._syncing = True
         """No multicasts from clients until the first sync round is activated."""

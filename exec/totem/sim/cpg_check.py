@@ -134,6 +134,8 @@ class ClientRecord:
     events: list[ClientEvent] = field(default_factory=list)
     alive: bool = True
     join_accepted: bool = False
+    dropped: set[int] = field(default_factory=set)
+    """Its messages the engine said it dropped (sent past flow control, the outbox full)."""
     left: bool = False
     """It left the group gracefully and got the confchg that shows it gone (and has not
     joined again since)."""
@@ -169,19 +171,22 @@ class CpgViolation:
 def check_clients(records: Sequence[ClientRecord]) -> list[CpgViolation]:
     """Every per-client rule of the module docstring over one run's records."""
     accepted = {r.address: r.sent for r in records}
+    dropped = {r.address: r.dropped for r in records}
     violations: list[CpgViolation] = []
     for record in records:
         violations += [
             CpgViolation(CpgRule.INTEGRITY, f"{record.name}: {e}") for e in record.errors
         ]
-        violations += _integrity(record, accepted)
+        violations += _integrity(record, accepted, dropped)
         violations += _self_delivery(record)
-        violations += _fifo(record)
+        violations += _fifo(record, dropped)
     violations += _view_agreement(records)
     return violations
 
 
-def _integrity(record: ClientRecord, accepted: Mapping[Address, int]) -> list[CpgViolation]:
+def _integrity(
+    record: ClientRecord, accepted: Mapping[Address, int], dropped: Mapping[Address, set[int]]
+) -> list[CpgViolation]:
     out = []
     for event in record.events:
         if not isinstance(event, Delivered):
@@ -190,6 +195,8 @@ def _integrity(record: ClientRecord, accepted: Mapping[Address, int]) -> list[Cp
             problem = "a corrupted or misattributed message"
         elif event.seq >= accepted.get(event.sender, 0):
             problem = f"message {event.seq}, which the sender never sent"
+        elif event.seq in dropped.get(event.sender, set()):
+            problem = f"message {event.seq}, which the engine told its sender it dropped"
         else:
             continue
         out.append(
@@ -200,7 +207,8 @@ def _integrity(record: ClientRecord, accepted: Mapping[Address, int]) -> list[Cp
 
 def _self_delivery(record: ClientRecord) -> list[CpgViolation]:
     own = [e.seq for e in record.events if isinstance(e, Delivered) and e.sender == record.address]
-    expected = list(range(record.sent if record.alive or record.left else len(own)))
+    sent = [seq for seq in range(record.sent) if seq not in record.dropped]
+    expected = sent if record.alive or record.left else sent[: len(own)]
     if own == expected and len(own) <= record.sent:
         return []
     state = "left" if record.left else "alive" if record.alive else "dead"
@@ -212,7 +220,7 @@ def _self_delivery(record: ClientRecord) -> list[CpgViolation]:
     ]
 
 
-def _fifo(record: ClientRecord) -> list[CpgViolation]:
+def _fifo(record: ClientRecord, dropped: Mapping[Address, set[int]]) -> list[CpgViolation]:
     out: list[CpgViolation] = []
     view: set[Address] = set()
     last: dict[Address, int] = {}
@@ -232,7 +240,7 @@ def _fifo(record: ClientRecord) -> list[CpgViolation]:
             problem = f"message {seq} from {sender}, not in its configuration"
         elif before is not None and seq <= before:
             problem = f"message {seq} from {sender} after {before}"
-        elif sender not in fresh and before is not None and seq != before + 1:
+        elif sender not in fresh and before is not None and not _next(before, seq, dropped, sender):
             problem = f"message {seq} from {sender} after {before}: a gap in one configuration"
         else:
             problem = None
@@ -302,6 +310,12 @@ def check_tables(
                 )
             )
     return out
+
+
+def _next(before: int, seq: int, dropped: Mapping[Address, set[int]], sender: Address) -> bool:
+    """``seq`` follows ``before`` with nothing between but messages the engine dropped."""
+    skipped = dropped.get(sender, set())
+    return seq > before and all(s in skipped for s in range(before + 1, seq))
 
 
 def _runs(seqs: Sequence[int | None]) -> str:

@@ -85,6 +85,9 @@ LEAVE_CHANCE = 0.02
 """Per traffic tick on a node: one of its joined clients leaves the group gracefully."""
 REJOIN_CHANCE = 0.5
 """A client that has left joins again on the same handle rather than disconnecting."""
+RUDE_CHANCE = 0.15
+"""A client ignores flow control: it sends while the engine says ENABLED (and, past the
+outbox's bound, is told of the messages the engine dropped)."""
 FRAGMENT_CHANCE = 0.1
 """A message goes as fragments."""
 FRAGMENT_BYTES = 16
@@ -194,6 +197,8 @@ class ClientRegistry:
     """Clients that left the group and joined it again on the same handle."""
     fragmented: int = 0
     """Messages sent whole as fragments."""
+    dropped: int = 0
+    """Messages the engine dropped, sent past flow control (its outbox was full)."""
     interrupted: int = 0
     """Fragmented sends answered CS_ERR_INTERRUPT and started again."""
     join_retries: int = 0
@@ -208,6 +213,9 @@ class _Client:
     record: ClientRecord
     flow: FlowControlState = FlowControlState.DISABLED
     pending: int = 0
+    rude: bool = False
+    dropped: int = 0
+    """What the engine's last FLOW_CONTROL_STATE_SET counted as dropped."""
     leaving: bool = False
     """It asked to leave (or will ask again after a TRY_AGAIN): it sends nothing more."""
     leave_sent: bool = False
@@ -306,7 +314,8 @@ class ClientPool:
         conn = ClientConnection(conn_id=next(self._conn_ids), pid=pid, uid=0, gid=0)
         record = ClientRecord(self._nodeid, self._incarnation, pid)
         self._registry.records.append(record)
-        self._clients[conn] = _Client(conn, record)
+        rude = self._registry.rng.random() < RUDE_CHANCE
+        self._clients[conn] = _Client(conn, record, rude=rude)
         self._need_host().connect(conn)
         self._wake_soon()
 
@@ -349,7 +358,11 @@ class ClientPool:
         if client.fragments is not None:
             self._send_fragment(client)
             return
-        while client.pending and record.join_accepted and client.flow is FlowControlState.DISABLED:
+        while (
+            client.pending
+            and record.join_accepted
+            and (client.rude or client.flow is FlowControlState.DISABLED)
+        ):
             if rng.random() < FRAGMENT_CHANCE:
                 padding = rng.randrange(*FRAGMENTED_PADDING)
                 message = encode_message(record.address, record.sent, padding)
@@ -361,7 +374,11 @@ class ClientPool:
             record.sent += 1
             client.pending -= 1
             payload = wire.encode_mcast(AGREED, message)
+            dropped = client.dropped
             self._need_host().request(client.conn, CpgRequestId.MCAST, payload)
+            if client.dropped > dropped:  # the engine says so at once: this one
+                record.dropped.add(record.sent - 1)
+                self._registry.dropped += 1
 
     def _send_fragment(self, client: _Client) -> None:
         if client.fragments is None or client.awaiting or not client.record.join_accepted:
@@ -446,7 +463,8 @@ class ClientPool:
         if client is None:
             return
         if message_id == CpgResponseId.FLOW_CONTROL_STATE_SET:
-            client.flow = wire.decode_flow_control(payload).state
+            body = wire.decode_flow_control(payload)
+            client.flow, client.dropped = body.state, body.dropped
             if client.flow is FlowControlState.DISABLED and client.pending:
                 self._wake_soon()
         elif message_id == CpgResponseId.DELIVER_CALLBACK:

@@ -96,6 +96,8 @@ class CpgSimResult:
     """Messages sent whole in fragments (PARTIAL_MCAST)."""
     interrupted: int
     """Fragmented sends answered CS_ERR_INTERRUPT and started again."""
+    dropped: int
+    """Messages of clients that ignore flow control, dropped by the engine and said so."""
     join_retries: int
     held_sends: int
     accepted: int
@@ -219,6 +221,7 @@ def run_cpg_seed(
         rejoins=registry.rejoins,
         fragmented=registry.fragmented,
         interrupted=registry.interrupted,
+        dropped=registry.dropped,
         join_retries=registry.join_retries,
         held_sends=registry.held_sends,
         accepted=sum(r.sent for r in records),

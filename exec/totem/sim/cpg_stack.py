@@ -54,6 +54,9 @@ from pycorosync.services.cpg import CpgEngine
 __all__ = ["CPG_SERVICE", "CpgStack"]
 
 CPG_SERVICE = CpgEngine.service_id
+SIM_HELD = 3
+"""The engine's outbox bound per connection here, instead of 1024: the simulated clients that
+ignore flow control then get messages dropped, which the checker follows."""
 
 
 class CpgStack(SyncStack):
@@ -110,7 +113,7 @@ class CpgStack(SyncStack):
 
     def _build_engines(self, nodeid: int, services: Sequence[int]) -> dict[int, ServiceEngine]:
         probes = super()._build_engines(nodeid, [s for s in services if s != CPG_SERVICE])
-        engine = self._engine_class()
+        engine = type("SimCpgEngine", (self._engine_class,), {"held_per_conn": SIM_HELD})()
         sender = self._engine_sender(CPG_SERVICE)
         self._executive = CpgExecutive(nodeid, sender, self._timers, self.pool)
         engine.exec_init(self._executive)
