@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import random
 import time
-import traceback
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,16 +41,14 @@ from pycorosync.exec.totem.sim.cpg_stack import CPG_SERVICE, CpgStack
 from pycorosync.exec.totem.sim.runner import Faults, _fault_set, default_describe, report_tail
 from pycorosync.exec.totem.sim.scenario import (
     SIM_CONFIG,
-    Outcome,
     ScenarioParams,
     build_scenario,
-    play,
 )
 from pycorosync.exec.totem.sim.sync_check import SyncChecker, SyncViolation
 from pycorosync.exec.totem.sim.sync_runner import (
+    play_checked,
     services_for_seed,
     stack_hooks,
-    sync_liveness_bound,
 )
 from pycorosync.exec.totem.srp_config import SrpConfig
 from pycorosync.services.cpg import CpgEngine
@@ -191,16 +188,9 @@ def run_cpg_seed(
         describe=default_describe(),
     )
     wall = time.perf_counter()
-    error = None
-    try:
-        outcome = play(cluster, scenario)
-    except Exception:
-        error = traceback.format_exc()
-        outcome = Outcome(violations=list(evs.violations))
+    outcome, error, clean = play_checked(cluster, scenario, evs, checker, sync_violations)
     cpg_violations: list[CpgViolation] = []
-    if error is None and not outcome.violations and not sync_violations:
-        healed = outcome.healed_at if outcome.healed_at is not None else 0.0
-        checker.finish(cluster.running(), healed, sync_liveness_bound(config))
+    if clean:
         cpg_violations = _judge(cluster, stacks, registry)
     wall = time.perf_counter() - wall
     records = registry.records

@@ -34,6 +34,7 @@ from pycorosync.exec.totem.sim.runner import Faults, _fault_set, default_describ
 from pycorosync.exec.totem.sim.scenario import (
     SIM_CONFIG,
     Outcome,
+    Scenario,
     ScenarioParams,
     build_scenario,
     liveness_bound,
@@ -45,6 +46,7 @@ from pycorosync.exec.totem.srp_config import SrpConfig
 
 __all__ = [
     "SyncSimResult",
+    "play_checked",
     "run_sync_seed",
     "services_for_seed",
     "stack_hooks",
@@ -166,15 +168,7 @@ def run_sync_seed(
         describe=default_describe(),
     )
     wall = time.perf_counter()
-    error = None
-    try:
-        outcome = play(cluster, scenario)
-    except Exception:
-        error = traceback.format_exc()
-        outcome = Outcome(violations=list(evs.violations))
-    if error is None and not outcome.violations and not sync_violations:
-        healed = outcome.healed_at if outcome.healed_at is not None else 0.0
-        checker.finish(cluster.running(), healed, sync_liveness_bound(config))
+    outcome, error, _clean = play_checked(cluster, scenario, evs, checker, sync_violations)
     wall = time.perf_counter() - wall
     return SyncSimResult(
         seed=seed,
@@ -192,6 +186,29 @@ def run_sync_seed(
         converged_after=outcome.converged_after,
         trace=tuple(cluster.trace.lines()),
     )
+
+
+def play_checked(
+    cluster: SimCluster,
+    scenario: Scenario,
+    evs: EvsChecker,
+    checker: SyncChecker,
+    sync_violations: Sequence[SyncViolation],
+) -> tuple[Outcome, str | None, bool]:
+    """Play ``scenario``, an exception kept as its traceback; then, if nothing went wrong,
+    judge the sync checker's liveness. ``(outcome, error, clean)``: clean when the run had no
+    error and no EVS or sync violation, so that later checks of it are meaningful."""
+    error = None
+    try:
+        outcome = play(cluster, scenario)
+    except Exception:
+        error = traceback.format_exc()
+        outcome = Outcome(violations=list(evs.violations))
+    clean = error is None and not outcome.violations and not sync_violations
+    if clean:
+        healed = outcome.healed_at if outcome.healed_at is not None else 0.0
+        checker.finish(cluster.running(), healed, sync_liveness_bound(cluster.config))
+    return outcome, error, clean
 
 
 def stack_hooks(
