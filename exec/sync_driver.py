@@ -54,6 +54,7 @@ class SyncDriver:
                 raise InvalidParamError(f"two engines with service id {engine.service_id}")
             self._engines[engine.service_id] = engine
         self._pending: SyncProcess | None = None
+        self._activated: set[int] = set()
 
     @property
     def service_ids(self) -> tuple[int, ...]:
@@ -65,10 +66,16 @@ class SyncDriver:
         """A ``sync_process`` waits to be called (again) by :meth:`poll`."""
         return self._pending is not None
 
+    def activated(self, service_id: int) -> bool:
+        """That engine has activated in the latest round: its multicasts are application
+        traffic again (the hosts send them on the APP lane, see WorkerHost.mcast)."""
+        return service_id in self._activated
+
     def apply(self, command: EngineCommand) -> None:
         """Carry out one command, in the order the coordinator emitted them."""
         if isinstance(command, SyncInit):
             self._pending = None
+            self._activated = set()
             for service_id in self.service_ids:
                 self._engines[service_id].sync_init(
                     command.transitional, command.members, command.ring_id
@@ -78,6 +85,7 @@ class SyncDriver:
             self._pending = command
         elif isinstance(command, SyncActivate):
             self._engine(command.service_id).sync_activate()
+            self._activated.add(command.service_id)
         else:
             engine = self._engine(command.service_id)
             if self._pending is not None and self._pending.service_id == command.service_id:

@@ -139,8 +139,6 @@ class WorkerHost:
         self.nodeid = 0
         self.quorate = True
         self.in_sync = False
-        self._activated: set[int] = set()
-        """Services activated in the running sync round: their multicasts take the APP lane."""
         self._driver: SyncDriver | None = None
         self._poll_armed = False
         self._cmap_waiting: dict[int, Callable[[CsErrorCode], None]] = {}
@@ -262,15 +260,12 @@ class WorkerHost:
         driver = self._sync_driver()
         if step.kind is SyncStepKind.INIT:
             self.in_sync = True
-            self._activated = set()
             driver.apply(SyncInit(step.transitional, step.members, step.ring_id))
         elif step.kind is SyncStepKind.COMPLETE:
             self.in_sync = False
         elif step.service not in self._hosted:
             raise WorkerProtoError(f"sync step for service {step.service}, not hosted here")
         else:
-            if step.kind is SyncStepKind.ACTIVATE:
-                self._activated.add(step.service)
             driver.apply(_ENGINE_COMMANDS[step.kind](step.service, step.ring_id))
         self._poll_sync()
 
@@ -399,7 +394,7 @@ class WorkerHost:
         still queued there when the ring breaks would be delivered in the next ring ahead of
         that ring's sync - an application message before the membership change it follows
         (found by the simulator). The APP lane waits for the round to complete."""
-        if self.in_sync and service not in self._activated:
+        if self.in_sync and not self._sync_driver().activated(service):
             return self.send(
                 McastRequest(True, ((service, function, guarantee, payload),)), Lane.SYNC
             )

@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Final, Protocol, cast
+from typing import Protocol, cast
 
 from pycorosync.lib import cpg_wire as wire
 from pycorosync.lib.cpg_fragments import Reassembly, cut
@@ -89,7 +89,6 @@ _GUARANTEES = frozenset(CpgGuarantee)
 
 BUSY_RETRY_S = 10.0
 """How long join/leave keep retrying CS_ERR_BUSY before they raise it."""
-_DELIVER: Final = int(CpgResponseId.DELIVER_CALLBACK)
 _deliver_fields = wire.deliver_fields
 PARTIAL_RETRIES = 100
 PARTIAL_RETRY_S = 0.01
@@ -357,7 +356,7 @@ class CpgHandle:
 
     def _on_message(self, message_id: int, payload: bytes) -> bool:
         """Handle one notification; True if it ran a user callback."""
-        if message_id == _DELIVER:  # first, and no enum lookup: it is nearly every message
+        if message_id == wire.DELIVER_CALLBACK_ID:  # first: nearly every message is one
             self._callbacks.deliver(*_deliver_fields(payload))
         elif message_id == CpgResponseId.FLOW_CONTROL_STATE_SET:
             body = wire.decode_flow_control(payload)

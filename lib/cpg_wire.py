@@ -36,6 +36,7 @@ from pycorosync.lib.packing import pack as _pack
 __all__ = [
     "CPG_MAX_NAME_LENGTH",
     "CPG_MEMBERS_MAX",
+    "DELIVER_CALLBACK_ID",
     "MAX_ATOMIC_MSG_SIZE",
     "MODEL_V1",
     "MODEL_V1_DELIVER_INITIAL_TOTEM_CONF",
@@ -97,6 +98,10 @@ class CpgResponseId(IntEnum):
     FLOW_CONTROL_STATE_SET = 6
     TOTEM_CONFCHG_CALLBACK = 13
     PARTIAL_DELIVER_CALLBACK = 17
+
+
+DELIVER_CALLBACK_ID: Final = int(CpgResponseId.DELIVER_CALLBACK)
+"""DELIVER_CALLBACK as a plain int, for the per-message paths (an enum member costs a lookup)."""
 
 
 class CpgExecId(IntEnum):

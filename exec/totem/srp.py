@@ -848,8 +848,7 @@ class Srp:
         self._request_missing(token)
         if self._cfg.cancel_token_hold_on_retransmit and (token.rtr or retransmitted):
             hold = False
-        room = self._last_released + QUEUE_WINDOW - self._cfg.window_size - token.seq
-        sent = self._originate(token, max(0, min(allowed - retransmitted, room)))
+        sent = self._originate(token, max(0, min(allowed - retransmitted, self._room(token))))
         self._fcc_update(token, retransmitted + sent)
         if self._update_token_aru(token, last_aru):
             return
@@ -983,12 +982,20 @@ class Srp:
             return self._app_q.popleft()
         return None
 
+    def _room(self, token: Token) -> int:
+        """New messages the ring queue can take on this visit (its window past the release)."""
+        return self._last_released + QUEUE_WINDOW - self._cfg.window_size - token.seq
+
+    def _lower_token_aru(self, token: Token) -> None:
+        """Corosync's rule: lower the token's aru to ours, or raise it if we lowered it."""
+        if self._aru < token.aru or token.aru_addr in (self._id, 0):
+            token.aru = self._aru
+            token.aru_addr = 0 if token.aru == token.seq else self._id
+
     def _update_token_aru(self, token: Token, last_aru: int) -> bool:
         """Corosync's aru rules; True when this node gave up: FAILED TO RECEIVE."""
         me = self._id
-        if self._aru < token.aru or token.aru_addr in (me, 0):
-            token.aru = self._aru
-            token.aru_addr = 0 if token.aru == token.seq else me
+        self._lower_token_aru(token)
         if token.aru == last_aru and token.aru_addr != 0:
             self._aru_count += 1
         else:
@@ -1231,22 +1238,19 @@ class Srp:
         new messages on it is the visit it would have been had they come before the token.
         Without this a message that ends the hold waits for the token to go round once more."""
         token = self._held_token
-        if token is None or not self._backlog():
+        backlog = self._backlog()
+        if token is None or not backlog:
             assert self._last_token_raw is not None
             self._send_token(self._last_token_raw)
             return
         cfg = self._cfg
-        backlog = self._backlog()
         allowed = max(0, min(cfg.max_messages, cfg.window_size - token.fcc))
-        room = self._last_released + QUEUE_WINDOW - cfg.window_size - token.seq
-        sent = self._originate(token, max(0, min(allowed, room)))
-        token.fcc += sent
+        sent = self._originate(token, max(0, min(allowed, self._room(token))))
+        token.fcc += sent  # the visit's sends so far were none: these are all of them
         self._trc += sent
         token.backlog = max(0, token.backlog + backlog - self._pbl)
         self._pbl = backlog
-        if self._aru < token.aru or token.aru_addr in (self._id, 0):
-            token.aru = self._aru
-            token.aru_addr = 0 if token.aru == token.seq else self._id
+        self._lower_token_aru(token)
         self._aru_out = token.aru
         self._send_token(encode(token))
         self._deliver()

@@ -57,7 +57,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar, Final
+from typing import ClassVar
 
 from pycorosync.exec.logsys import subsys_logger
 from pycorosync.exec.totem.events import ConfigKind, RingId
@@ -426,9 +426,9 @@ class CpgEngine:
         if not self.table.node_in_group(group, sender):
             log.debug("Unknown node %d in group %r: not delivering its message", sender, group)
             return
-        dispatch = self.api.dispatch
+        dispatch, deliver = self.api.dispatch, wire.DELIVER_CALLBACK_ID
         for conn, _state in self._receivers(group):
-            dispatch(conn, _DELIVER, body)
+            dispatch(conn, deliver, body)
 
     def _exec_partial(self, payload: bytes, sender: int) -> None:
         group, body = wire.exec_partial_to_deliver(payload, sender)
@@ -670,8 +670,6 @@ class CpgEngine:
             self._flush()
 
 
-_DELIVER: Final = int(CpgResponseId.DELIVER_CALLBACK)
-"""Looked up once: every delivered message is dispatched with it."""
 _COUNTED = frozenset(
     {CpgExecId.PROCJOIN, CpgExecId.PROCLEAVE, CpgExecId.MCAST, CpgExecId.PARTIAL_MCAST}
 )

@@ -39,10 +39,8 @@ from typing import ClassVar
 from pycorosync.exec.logformat import NOTICE
 from pycorosync.exec.sync import (
     READY_LINE,
-    SyncActivate,
     SyncComplete,
     SyncCoordinator,
-    SyncInit,
     SyncLog,
     SyncMcast,
     SyncOutput,
@@ -148,8 +146,6 @@ class SyncStack:
         self._driver = SyncDriver(self._engines.values())
         self.coordinator = coordinator(self._driver.service_ids)
         self._backlog: deque[bytes] = deque()
-        self._activated: set[int] = set()
-        """Services activated in the running round: their multicasts take the APP lane."""
         self._sends: list[Send] = []
         self._events: list[TotemEvent] = []
         self.ready_logged = False
@@ -324,17 +320,13 @@ class SyncStack:
         elif isinstance(output, SyncLog):
             self._hooks.log(self._now, output)
         else:
-            if isinstance(output, SyncInit):
-                self._activated = set()
-            elif isinstance(output, SyncActivate):
-                self._activated.add(output.service_id)
             self._driver.apply(output)
 
     def _engine_sender(self, service_id: int) -> EngineSender:
         def send(function_id: int, payload: bytes, guarantee: Guarantee) -> bool:
             message = encode_service(service_id, function_id, payload)
             # As the worker host does: the SYNC lane only until this engine has activated.
-            syncing = not self.coordinator.in_sync and service_id not in self._activated
+            syncing = not self.coordinator.in_sync and not self._driver.activated(service_id)
             lane = Lane.SYNC if syncing else Lane.APP
             return self._pg.mcast([ENGINE_GROUP], message, guarantee=guarantee, lane=lane)
 
