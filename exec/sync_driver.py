@@ -10,7 +10,10 @@ EngineCommand` it receives, in order, to :meth:`SyncDriver.apply`:
   service id (the order the round runs them in);
 * :class:`~pycorosync.exec.sync.SyncProcess` makes that engine's ``sync_process`` *pending*;
 * :class:`~pycorosync.exec.sync.SyncActivate` / :class:`~pycorosync.exec.sync.SyncAbort` call
-  ``sync_activate`` / ``sync_abort`` (an abort also drops a pending ``sync_process``).
+  ``sync_activate`` / ``sync_abort`` (an abort also drops a pending ``sync_process``). The
+  driver remembers which engines activated since the last ``SyncInit`` (:meth:`SyncDriver.
+  activated`): their multicasts are application traffic again, whatever the rest of the
+  round is still doing.
 
 :meth:`SyncDriver.poll` calls the pending ``sync_process`` (Corosync's scheduled work): an
 engine answers False when it must be called again - typically because its multicast would
