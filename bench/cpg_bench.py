@@ -6,8 +6,10 @@ Usage: ``python bench/cpg_bench.py [--seconds S] [--size BYTES]``. Cases, each r
 * ``engine_accept_mcast``: the engine's MCAST lib handler (decode the client's body, check the
   connection, encode the executive message, ``api.mcast``);
 * ``engine_deliver_to_3``: the engine's MCAST exec handler delivering one message to three
-  local members (decode, membership check, encode the DELIVER notification, dispatch x3);
-* ``lib_decode_deliver``: libcpg decoding one DELIVER notification and running the callback;
+  local members (decode, membership check, gather for each), with the batch's end (one
+  DELIVER notification per member) every ``PER_BATCH`` messages;
+* ``lib_decode_deliver``: libcpg decoding a DELIVER notification of ``PER_BATCH`` messages and
+  running their callbacks, per message;
 * ``sync_round_100_groups``: one sync round of a 3-node FakeCluster with 100 groups of 3
   processes (joinlists, merge, confchgs), in rounds per second.
 """
@@ -29,6 +31,8 @@ from pycorosync.plugins.testing import FakeCluster, FakeExecutive
 from pycorosync.services.cpg import CpgEngine
 
 BATCH = 200
+PER_BATCH = 32
+"""Messages per delivered batch: a Totem delivery under load carries dozens."""
 G = b"cpg_bm"
 
 
@@ -80,25 +84,27 @@ def bench_deliver(seconds: float, size: int) -> int:
     handler = engine.exec_handlers[CpgExecId.MCAST].handler
 
     def one() -> None:
-        handler(engine, payload, 1)
+        for _ in range(PER_BATCH):
+            handler(engine, payload, 1)
+        engine.exec_batch_end()
         if len(api.notifications) > 10_000:
             api.notifications.clear()
 
-    return _rate(one, seconds)
+    return _rate(one, seconds) * PER_BATCH
 
 
 def bench_lib_decode(seconds: float, size: int) -> int:
     got: list[bytes] = []
     callbacks = _Callbacks(lambda g, n, p, m: got.append(m), lambda *a: None, None)
     handle = CpgHandle(None, callbacks, 0, None)  # type: ignore[arg-type]  # never sends
-    body = wire.encode_deliver(wire.DeliverBody(G, 1, 1, bytes(size)))
+    body = wire.encode_deliveries(G, [1, 1, bytes(size)] * PER_BATCH)
 
     def one() -> None:
         handle._on_message(CpgResponseId.DELIVER_CALLBACK, body)
         if len(got) > 10_000:
             got.clear()
 
-    return _rate(one, seconds)
+    return _rate(one, seconds) * PER_BATCH
 
 
 def bench_sync_round(seconds: float) -> float:

@@ -70,7 +70,7 @@ from pycorosync.exec.worker_proto import (
 )
 from pycorosync.lib.cmap_types import CmapEntry, ValueType
 from pycorosync.lib.errors import CsError, CsErrorCode
-from pycorosync.plugins.engine import ClientConnection, FlowControl, ServiceEngine
+from pycorosync.plugins.engine import ClientConnection, FlowControl, ServiceEngine, batch_end_hook
 
 log = subsys_logger("SERV")
 
@@ -135,6 +135,8 @@ class WorkerHost:
         self.scheduler = scheduler
         self._hosted: dict[int, _Hosted] = {}
         self._exec_targets: dict[tuple[int, int], _ExecTarget] = {}
+        self._batch_ends: list[tuple[ServiceEngine, Callable[[], None]]] = []
+        """Engines' ``exec_batch_end``, in load order: run after every Deliver record."""
         self.replica: CmapReplica | None = None
         self.nodeid = 0
         self.quorate = True
@@ -210,6 +212,10 @@ class WorkerHost:
             self._hosted[cls.service_id] = _Hosted(engine, api)
             engine.exec_init(api)  # raising aborts the worker, as in Corosync
         self._driver = SyncDriver(hosted.engine for hosted in self._hosted.values())
+        for hosted in self._in_load_order():
+            hook = batch_end_hook(hosted.engine)
+            if hook is not None:
+                self._batch_ends.append((hosted.engine, hook))
         self.send(Ready(self.services), Lane.SYNC)
 
     def _deliver(self, record: Deliver) -> None:
@@ -227,6 +233,11 @@ class WorkerHost:
                 handler(engine, payload, sender)
             except Exception:
                 log.exception("Engine %s failed in its exec handler", engine.name)
+        for engine, batch_end in self._batch_ends:
+            try:
+                batch_end()
+            except Exception:
+                log.exception("Engine %s failed in exec_batch_end", engine.name)
 
     def _exec_target(self, service: int, function: int) -> _ExecTarget | None:
         """The engine and handler of a message, remembered; None (logged) if there is none."""

@@ -17,7 +17,9 @@ Corosync one handle is in at most one group at a time; a process may open severa
   ``CS_DISPATCH_*`` semantics: ``deliver_fn(group, nodeid, pid, msg)``,
   ``confchg_fn(group, members, left, joined)`` and, for model v1,
   ``totem_confchg_fn(ring_id, members)``. Flow-control notifications are the library's own and
-  never count as a callback.
+  never count as a callback. One DELIVER notification may carry several messages: each is
+  one callback, and what a ``CS_DISPATCH_ONE`` (or a raising callback) did not run is put
+  back to come first.
 
 A message over :data:`MAX_ATOMIC_MSG_SIZE` goes as fragments (:mod:`.cpg_fragments`), as
 libcpg sends it: each a PARTIAL_MCAST request that waits for the engine's answer, retried on
@@ -39,7 +41,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from pycorosync.lib import cpg_wire as wire
 from pycorosync.lib.cpg_fragments import Reassembly, cut
@@ -89,7 +91,8 @@ _GUARANTEES = frozenset(CpgGuarantee)
 
 BUSY_RETRY_S = 10.0
 """How long join/leave keep retrying CS_ERR_BUSY before they raise it."""
-_deliver_fields = wire.deliver_fields
+_deliveries_fields = wire.deliveries_fields
+_DELIVER: Final = wire.DELIVER_CALLBACK_ID
 PARTIAL_RETRIES = 100
 PARTIAL_RETRY_S = 0.01
 """libcpg's retries of a fragment the engine answers CS_ERR_TRY_AGAIN (100 x 10 ms)."""
@@ -115,6 +118,8 @@ class CpgTransport(Protocol):
     def fd_get(self) -> int: ...
 
     def dispatch(self, flags: int, callback: Callable[[int, bytes], object]) -> None: ...
+
+    def put_back(self, message_id: int, payload: bytes) -> None: ...
 
     def finalize(self) -> None: ...
 
@@ -232,7 +237,7 @@ class CpgHandle:
         ran = [False]
 
         def one(message_id: int, payload: bytes) -> None:
-            ran[0] = self._on_message(message_id, payload) or ran[0]
+            ran[0] = self._on_message(message_id, payload, one=True) or ran[0]
 
         while not ran[0]:
             self._live().dispatch(mode, one)
@@ -354,10 +359,12 @@ class CpgHandle:
             self._dropped_reported = self._dropped_seen
             raise QueueFullError(f"the engine dropped {lost} multicasts sent past flow control")
 
-    def _on_message(self, message_id: int, payload: bytes) -> bool:
-        """Handle one notification; True if it ran a user callback."""
-        if message_id == wire.DELIVER_CALLBACK_ID:  # first: nearly every message is one
-            self._callbacks.deliver(*_deliver_fields(payload))
+    def _on_message(self, message_id: int, payload: bytes, *, one: bool = False) -> bool:
+        """Handle one notification (of a DELIVER, only its first message if ``one``); True if
+        it ran a user callback."""
+        if message_id == _DELIVER:  # first: nearly every message is one
+            group, entries = _deliveries_fields(payload)
+            self._run_deliveries(group, entries, 3 if one else len(entries))
         elif message_id == CpgResponseId.FLOW_CONTROL_STATE_SET:
             body = wire.decode_flow_control(payload)
             self._flow_control, self._dropped_seen = body.state, body.dropped
@@ -382,6 +389,23 @@ class CpgHandle:
         else:
             raise LibraryError(f"unexpected cpg dispatch message {message_id}")
         return True
+
+    def _run_deliveries(self, group: bytes, entries: list[Any], stop: int) -> None:
+        """One callback per message, up to ``stop``; what is left is handed back to the
+        transport, to come first in the next dispatch. A finalize in a callback drops it."""
+        deliver = self._callbacks.deliver
+        index, end = 0, len(entries)
+        try:
+            while index < stop:
+                nodeid, pid, message = entries[index], entries[index + 1], entries[index + 2]
+                index += 3
+                deliver(group, nodeid, pid, message)
+                if self._transport is None:
+                    return
+        finally:
+            if index < end and self._transport is not None:
+                rest = wire.encode_deliveries(group, entries[index:])
+                self._transport.put_back(_DELIVER, rest)
 
 
 class CpgIteration:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from typing import Protocol
 
 from pycorosync.lib import cpg_wire as wire
@@ -78,6 +79,8 @@ class AsyncCpgHandle:
         self._joined: bytes | None = None
         self._flow_control = FlowControlState.DISABLED
         self._assemblies = Reassembly()
+        self._ready: deque[CpgEvent] = deque()
+        """Events decoded and not yet returned (one notification may deliver many)."""
 
     @classmethod
     async def connect(
@@ -159,18 +162,21 @@ class AsyncCpgHandle:
         return self
 
     async def __anext__(self) -> CpgEvent:
-        while True:
+        while not self._ready:
             message_id, payload = await self._live().__anext__()
+            if message_id == CpgResponseId.DELIVER_CALLBACK:
+                self._ready.extend(wire.decode_deliveries(payload))
+                continue
             event = self._decode(message_id, payload)
             if event is not None:
                 return event
+        self._live()
+        return self._ready.popleft()
 
     def _decode(self, message_id: int, payload: bytes) -> CpgEvent | None:
         if message_id == CpgResponseId.FLOW_CONTROL_STATE_SET:
             self._flow_control = wire.decode_flow_control(payload).state
             return None
-        if message_id == CpgResponseId.DELIVER_CALLBACK:
-            return wire.decode_deliver(payload)
         if message_id == CpgResponseId.PARTIAL_DELIVER_CALLBACK:
             part = wire.decode_partial_deliver(payload)
             whole = self._assemblies.add(part)

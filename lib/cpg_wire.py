@@ -7,7 +7,8 @@ process and the CPG engine of its node; its message ids are Corosync's (``ipc_cp
 requests ``JOIN`` = 0 ... ``FINALIZE`` = 8 are answered with the request's own id (our IPC
 layer matches replies by id), ``MCAST`` = 2 is one-way and never answered, and the engine's
 unsolicited notifications use Corosync's dispatch ids (``CONFCHG_CALLBACK`` = 4,
-``DELIVER_CALLBACK`` = 5, ``FLOW_CONTROL_STATE_SET`` = 6, ``TOTEM_CONFCHG_CALLBACK`` = 13).
+``DELIVER_CALLBACK`` = 5, ``FLOW_CONTROL_STATE_SET`` = 6, ``TOTEM_CONFCHG_CALLBACK`` = 13);
+unlike Corosync's, one DELIVER_CALLBACK may carry several messages of its group, in order.
 The *executive* protocol is what the engines multicast to each other through Totem, with
 Corosync's function ids (``PROCJOIN`` = 0, ``PROCLEAVE`` = 1, ``JOINLIST`` = 2, ``MCAST`` = 3,
 ``DOWNLIST`` = 5).
@@ -360,30 +361,53 @@ def decode_confchg(data: bytes) -> ConfChgBody:
 
 
 def encode_deliver(body: DeliverBody) -> bytes:
+    """A DELIVER_CALLBACK body holding one message."""
     return pack([body.group, body.nodeid, body.pid, body.message])
 
 
-def deliver_fields(data: bytes) -> tuple[bytes, int, int, bytes]:
-    """:func:`decode_deliver` as a tuple, checked the same way: the receiver's hot path."""
+def encode_deliveries(group: bytes, entries: Sequence[int | bytes]) -> bytes:
+    """A DELIVER_CALLBACK body: ``[group, nodeid, pid, message, nodeid, pid, message, ...]``,
+    the messages of one group that one connection is owed, in delivery order.
+
+    One notification carries what a worker delivers to a client in one go: per message, a
+    frame of its own cost the worker an encode and the client a frame parse and an unpack."""
+    return _pack([group, *entries])
+
+
+def deliveries_fields(data: bytes) -> tuple[bytes, list[Any]]:
+    """A DELIVER_CALLBACK body, checked: its group and its flat ``nodeid, pid, message``
+    triples (the receiver's hot path: no object per message)."""
     fields = _unpack_any(data, "deliver")
-    if type(fields) is list and len(fields) == 4:
-        group, nodeid, pid, message = fields
-        if (
-            type(group) is bytes
-            and len(group) <= CPG_MAX_NAME_LENGTH
-            and type(nodeid) is int
+    if type(fields) is not list or len(fields) < 4 or len(fields) % 3 != 1:
+        raise CpgWireError("a deliver must be an array of a group and nodeid, pid, message triples")
+    group = check_group(fields[0])
+    entries = fields[1:]
+    top = _U32[1]
+    for index in range(0, len(entries), 3):
+        nodeid, pid, message = entries[index], entries[index + 1], entries[index + 2]
+        if not (
+            type(nodeid) is int
             and type(pid) is int
-            and 0 <= nodeid <= _U32[1]
-            and 0 <= pid <= _U32[1]
+            and 0 <= nodeid <= top
+            and 0 <= pid <= top
             and type(message) is bytes
         ):
-            return group, nodeid, pid, message
-    group, nodeid, pid, message = _sized(fields, 4, "deliver")  # raises the precise reason
-    return check_group(group), _u32(nodeid), _u32(pid), _bytes(message, "message")
+            _u32(nodeid), _u32(pid), _bytes(message, "message")  # raises the precise reason
+    return group, entries
+
+
+def decode_deliveries(data: bytes) -> list[DeliverBody]:
+    """Every message of a DELIVER_CALLBACK body."""
+    group, entries = deliveries_fields(data)
+    return [DeliverBody(group, *entries[i : i + 3]) for i in range(0, len(entries), 3)]
 
 
 def decode_deliver(data: bytes) -> DeliverBody:
-    return DeliverBody(*deliver_fields(data))
+    """A DELIVER_CALLBACK body that must hold exactly one message."""
+    bodies = decode_deliveries(data)
+    if len(bodies) != 1:
+        raise CpgWireError(f"a deliver of {len(bodies)} messages where one was expected")
+    return bodies[0]
 
 
 def encode_totem_confchg(body: TotemConfChgBody) -> bytes:
@@ -428,10 +452,8 @@ def decode_exec_mcast(data: bytes) -> tuple[bytes, int, bytes]:
     return check_group(group), _u32(pid), _bytes(message, "message")
 
 
-def exec_mcast_to_deliver(data: bytes, nodeid: int) -> tuple[bytes, int, bytes]:
-    """A peer's MCAST as ``(group, pid, DELIVER callback body)``: the decode and the encode
-    of every delivered message in one step, checked as :func:`decode_exec_mcast` checks, with
-    no intermediate objects or calls per field (the hot path)."""
+def exec_mcast_fields(data: bytes) -> tuple[bytes, int, bytes]:
+    """:func:`decode_exec_mcast` with no call per field: every delivered message passes here."""
     fields = _unpack_any(data, "exec mcast")
     if type(fields) is list and len(fields) == 3:
         group, pid, message = fields
@@ -442,9 +464,8 @@ def exec_mcast_to_deliver(data: bytes, nodeid: int) -> tuple[bytes, int, bytes]:
             and 0 <= pid <= _U32[1]
             and type(message) is bytes
         ):
-            return group, pid, _pack([group, nodeid, pid, message])
-    group, pid, message = decode_exec_mcast(data)  # raises the precise reason
-    return group, pid, pack([group, nodeid, pid, message])
+            return group, pid, message
+    return decode_exec_mcast(data)  # raises the precise reason
 
 
 def encode_exec_partial(

@@ -12,6 +12,8 @@ One stream carries responses and notifications. A notification read while waitin
 response is queued; so that a caller polling :meth:`IpcClient.fd_get` still wakes for it, that
 descriptor is an epoll set holding the socket and an eventfd which is raised while the queue
 is not empty (and by :meth:`IpcClient.finalize`, to release a ``BLOCKING`` dispatch).
+A callback may :meth:`IpcClient.put_back` the part of its notification it did not run (CPG's
+DELIVER carries several messages, and ``CS_DISPATCH_ONE`` runs one): it is dispatched next.
 
 Threads: a lock serialises socket use, held by a request for its whole round trip and by
 dispatch only while it reads; callbacks run without it, so a callback may make requests and a
@@ -92,6 +94,8 @@ class IpcClient:
         self._lock = threading.Lock()
         self._serials = itertools.count(1)
         self._queue: deque[Notification] = deque()
+        self._put_back: Notification | None = None
+        """What the running callback handed back unfinished (:meth:`put_back`)."""
         self._finalized = False
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._raised = False
@@ -155,15 +159,21 @@ class IpcClient:
             item = self._next_notification(block=False)
             if item is None:
                 raise TryAgainError("no notification waiting")
-            callback(*item)
+            self._run_one(item, callback)
         elif mode is DispatchFlag.ALL:
             while batch := self._take_notifications():
                 self._run_batch(batch, callback)
         elif mode is DispatchFlag.ONE:
-            callback(*self._blocking_notification())
+            self._run_one(self._blocking_notification(), callback)
         else:
             while True:
-                callback(*self._blocking_notification())
+                self._run_one(self._blocking_notification(), callback)
+
+    def put_back(self, message_id: int, payload: bytes) -> None:
+        """From inside a dispatch callback: the part of its notification it did not get to
+        (one of several messages run for ``CS_DISPATCH_ONE``, or a callback that raised
+        part-way), dispatched next, ahead of everything else waiting."""
+        self._put_back = (message_id, payload)
 
     def finalize(self) -> None:
         """Close the connection; BadHandleError if it was closed already."""
@@ -296,11 +306,28 @@ class IpcClient:
                     self._check_open()
                 callback(*item)
             except BaseException:
-                with self._lock:
-                    self._queue.extendleft(reversed(batch[index + 1 :]))
-                    if not self._finalized:
-                        self._update_wake()
+                self._requeue(batch[index + 1 :])
                 raise
+            if self._put_back is not None:  # run it before the rest: a new batch
+                self._requeue(batch[index + 1 :])
+                return
+
+    def _run_one(self, item: Notification, callback: Callable[[int, bytes], object]) -> None:
+        try:
+            callback(*item)
+        finally:
+            self._requeue([])
+
+    def _requeue(self, rest: list[Notification]) -> None:
+        """Queue, first and in order, what the callback put back, then ``rest``."""
+        back, self._put_back = self._put_back, None
+        if back is not None:
+            rest = [back, *rest]
+        if rest:
+            with self._lock:
+                self._queue.extendleft(reversed(rest))
+                if not self._finalized:
+                    self._update_wake()
 
     def _blocking_notification(self) -> Notification:
         item = self._next_notification(block=True)

@@ -30,7 +30,10 @@ third-party engine). This module is the Python counterpart of Corosync's
   every configuration change and ``sync_init`` / ``sync_process`` (until it returns ``True``) /
   ``sync_activate`` for every membership, ``sync_abort`` if a new configuration interrupts a
   sync; ``lib_init`` / handlers / ``lib_exit`` per client connection at any time after the
-  first sync; ``exec_exit`` at shutdown (until it returns ``True``).
+  first sync; ``exec_exit`` at shutdown (until it returns ``True``). Optional: an engine
+  that defines ``exec_batch_end()`` is called after the exec handlers of each batch of
+  delivered messages (one Totem delivery) have run - the place to send, once, what the batch
+  owes its clients (CPG gathers a batch's messages per client into one notification).
 * Payloads are ``bytes``: the msgpack body of a client request or of a peer's message. The
   engine owns its message schema and decodes (and validates) it itself.
 * Engines are deterministic state machines over the stream the executive delivers. They see
@@ -44,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, Generic, NewType, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, NewType, Protocol, TypeVar
 
 from pycorosync.exec.cmap_owner import CmapAdjust, CmapDelete, CmapSet, CmapWrite
 from pycorosync.exec.icmap_tracking import TrackCallback
@@ -54,6 +57,7 @@ from pycorosync.lib.errors import CsError, CsErrorCode
 
 __all__ = [
     "ENGINE_NAME_PATTERN",
+    "EXEC_BATCH_END",
     "HANDLER_ID_MAX",
     "RESERVED_SERVICE_ID_MAX",
     "SERVICE_ID_MAX",
@@ -72,6 +76,7 @@ __all__ = [
     "ServiceEngine",
     "TimerHandle",
     "answer",
+    "batch_end_hook",
 ]
 
 SERVICE_ID_MAX = 0xFFFF
@@ -352,6 +357,18 @@ class ServiceEngine(Protocol):
     def sync_abort(self) -> None:
         """A new configuration interrupted the round: discard the partial sync state."""
         ...
+
+
+EXEC_BATCH_END: Final = "exec_batch_end"
+"""The optional engine method ``exec_batch_end(self) -> None``: the exec handlers of one batch
+of delivered messages have run. Not part of :class:`ServiceEngine`, so engines without it
+stay valid; hosts look it up by this name."""
+
+
+def batch_end_hook(engine: object) -> Callable[[], None] | None:
+    """``engine``'s bound ``exec_batch_end``, or None if it has none."""
+    hook = getattr(engine, EXEC_BATCH_END, None)
+    return hook if callable(hook) else None
 
 
 def answer(

@@ -17,7 +17,8 @@ executive's part:
 * **Agreed order.** All nodes' multicasts enter one queue; :meth:`FakeCluster.deliver` hands
   each message, in that order, to the exec handler of every current member (SAFE is delivered
   like AGREED). A message multicast by a handler joins the end of the queue. A message from a
-  node outside the membership is dropped, as Totem never delivers it.
+  node outside the membership is dropped, as Totem never delivers it. Each message is a
+  batch of its own: an engine's ``exec_batch_end`` runs after each.
 * **Membership.** :meth:`FakeCluster.change_membership` first delivers what is pending in the
   old configuration, then gives each new member a TRANSITIONAL and a REGULAR ``confchg`` and
   runs one sync round: ``sync_init`` everywhere, then ``sync_process`` on every node not yet
@@ -54,6 +55,7 @@ from pycorosync.plugins.engine import (
     SendStatus,
     ServiceEngine,
     TimerHandle,
+    batch_end_hook,
 )
 from pycorosync.plugins.validation import validate_engine
 
@@ -253,6 +255,10 @@ class FakeCluster(Generic[EngineT]):
                         f"engine {engine.name!r} has no exec handler {message.function_id}"
                     )
                 entry.handler(engine, message.payload, message.sender)
+                # Each message is a batch of its own here (the worker's are Totem deliveries).
+                batch_end = batch_end_hook(engine)
+                if batch_end is not None:
+                    batch_end()
             delivered += 1
         return delivered
 

@@ -35,17 +35,18 @@ from pycorosync.services.cpg import CpgEngine
 Event = DeliverBody | ConfChgBody | TotemConfChgBody | PartialBody
 
 
-def decode_event(note: Notification) -> Event | None:
-    """A notification as the event it carries; None for flow-control notifications."""
+def decode_events(note: Notification) -> list[Event]:
+    """The events a notification carries (a DELIVER may carry several); none for flow
+    control."""
     if note.message_id == CpgResponseId.DELIVER_CALLBACK:
-        return wire.decode_deliver(note.payload)
+        return list(wire.decode_deliveries(note.payload))
     if note.message_id == CpgResponseId.CONFCHG_CALLBACK:
-        return wire.decode_confchg(note.payload)
+        return [wire.decode_confchg(note.payload)]
     if note.message_id == CpgResponseId.TOTEM_CONFCHG_CALLBACK:
-        return wire.decode_totem_confchg(note.payload)
+        return [wire.decode_totem_confchg(note.payload)]
     if note.message_id == CpgResponseId.PARTIAL_DELIVER_CALLBACK:
-        return wire.decode_partial_deliver(note.payload)
-    return None
+        return [wire.decode_partial_deliver(note.payload)]
+    return []
 
 
 class CpgNodes:
@@ -102,8 +103,7 @@ class CpgNodes:
 
     def events(self, node: int, conn: ClientConnection) -> list[Event]:
         """The callbacks for ``conn`` since the last call (flow control left out)."""
-        decoded = [decode_event(n) for n in self.notifications(node, conn)]
-        return [e for e in decoded if e is not None]
+        return [e for n in self.notifications(node, conn) for e in decode_events(n)]
 
     def deliveries(self, node: int, conn: ClientConnection) -> list[tuple[int, int, bytes]]:
         return [
@@ -163,8 +163,14 @@ class EngineTransport:
             self.nodes._seen[self.conn] -= len(rest)  # put back what was not taken
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._fd)
+        self._put_back: tuple[int, bytes] | None = None
         for note in queue:
             callback(note.message_id, note.payload)
+            if self._put_back is not None:  # only ONE dispatches run part of a DELIVER
+                raise AssertionError("the fake transport cannot queue what was put back")
+
+    def put_back(self, message_id: int, payload: bytes) -> None:
+        self._put_back = (message_id, payload)
 
     def finalize(self) -> None:
         self._check_open()

@@ -522,3 +522,70 @@ def test_a_node_that_left_in_an_aborted_round_leaves_and_rejoins() -> None:
         ConfChgBody(G, addresses((2, 200, 0)), addresses((1, 100, NODEDOWN)), ()),
         ConfChgBody(G, addresses((1, 100, 0), (2, 200, 0)), (), addresses((1, 100, NODEUP))),
     ]
+
+
+def _deliver_without_batch_end(engine: CpgEngine, messages: list[Multicast]) -> None:
+    for message in messages:
+        engine.exec_handlers[message.function_id].handler(engine, message.payload, message.sender)
+
+
+def test_a_batch_reaches_each_client_as_one_deliver_and_nothing_overtakes_it(
+    nodes: CpgNodes,
+) -> None:
+    a, b = nodes.connect(1, pid=100), nodes.connect(1, pid=101)
+    nodes.join(1, a, G)
+    nodes.join(1, b, G)
+    nodes.notifications(1, a), nodes.notifications(1, b)
+    c = nodes.connect(2, pid=200)
+    for i in range(3):
+        nodes.cluster.request(1, a, CpgRequestId.MCAST, wire.encode_mcast(2, b"m%d" % i))
+    nodes.cluster.request(2, c, CpgRequestId.JOIN, wire.encode_join(G, 200, 0))
+    for i in range(3, 5):
+        nodes.cluster.request(1, b, CpgRequestId.MCAST, wire.encode_mcast(2, b"m%d" % i))
+    batch, nodes.cluster.outbox[:] = list(nodes.cluster.outbox), []
+    engine = nodes.engine(1)
+    _deliver_without_batch_end(engine, batch)
+    # The join's confchg took the messages before it along; the last two wait for the end.
+    assert [n.message_id for n in nodes.notifications(1, a)] == [
+        CpgResponseId.DELIVER_CALLBACK,
+        CpgResponseId.CONFCHG_CALLBACK,
+    ]
+    engine.exec_batch_end()
+    after = nodes.notifications(1, a)
+    assert [n.message_id for n in after] == [CpgResponseId.DELIVER_CALLBACK]
+    assert wire.decode_deliveries(after[0].payload) == [
+        DeliverBody(G, 1, 101, b"m3"),
+        DeliverBody(G, 1, 101, b"m4"),
+    ]
+    events = nodes.events(1, b)  # b saw the same, in the same order
+    assert [e.message for e in events if isinstance(e, DeliverBody)] == [
+        b"m0",
+        b"m1",
+        b"m2",
+        b"m3",
+        b"m4",
+    ]
+    assert [type(e) for e in events][3] is ConfChgBody
+
+
+def test_a_batch_goes_early_once_it_holds_enough_bytes_and_a_closed_client_gets_nothing(
+    nodes: CpgNodes,
+) -> None:
+    a, b = nodes.connect(1, pid=100), nodes.connect(1, pid=101)
+    nodes.join(1, a, G)
+    nodes.join(1, b, G)
+    nodes.notifications(1, a), nodes.notifications(1, b)
+    big = bytes(30 * 1024)
+    for _ in range(3):
+        nodes.cluster.request(1, a, CpgRequestId.MCAST, wire.encode_mcast(2, big))
+    batch, nodes.cluster.outbox[:] = list(nodes.cluster.outbox), []
+    engine = nodes.engine(1)
+    _deliver_without_batch_end(engine, batch[:2])
+    assert nodes.notifications(1, a) == []  # 60 KiB: still gathering
+    engine.lib_exit(b)
+    _deliver_without_batch_end(engine, batch[2:])
+    notes = nodes.notifications(1, a)  # 90 KiB: sent without waiting for the batch's end
+    assert [len(wire.decode_deliveries(n.payload)) for n in notes] == [3]
+    engine.exec_batch_end()
+    assert nodes.notifications(1, a) == []
+    assert nodes.notifications(1, b) == []

@@ -31,7 +31,7 @@ from pycorosync.plugins.engine import ClientConnection, SendStatus
 from pycorosync.plugins.testing import FakeExecutive, Multicast
 from pycorosync.services.cpg import CpgEngine
 from pycorosync.services.cpg.engine import JoinState
-from tests._cpg_bench import decode_event
+from tests._cpg_bench import decode_events
 
 G = b"cpg_bm"
 NODES = (1, 2, 3, 4)
@@ -157,6 +157,8 @@ class World:
                 engine.exec_handlers[message.function_id].handler(
                     engine, message.payload, message.sender
                 )
+        for n in part:  # the messages delivered in one go are one batch, as in a worker
+            self.engines[n].exec_batch_end()
         self.collect()
 
     def meanwhile(self, part: tuple[int, ...]) -> None:
@@ -216,8 +218,7 @@ class World:
         for client in self.clients:
             notes = [n for n in self.executives[client.node].notifications if n.conn == client.conn]
             for note in notes[client.seen :]:
-                event = decode_event(note)
-                if event is not None:
+                for event in decode_events(note):
                     rings = (self.ring_of[client.node], self.previous_ring_of[client.node])
                     client.tokens.append((rings, _token(event)))
                     if isinstance(event, ConfChgBody) and any(

@@ -94,14 +94,14 @@ def test_deliver_and_exec_messages_round_trip(
 ) -> None:
     body = DeliverBody(group, nodeid, pid, message)
     assert wire.decode_deliver(wire.encode_deliver(body)) == body
-    assert wire.deliver_fields(wire.encode_deliver(body)) == (group, nodeid, pid, message)
+    assert wire.deliveries_fields(wire.encode_deliver(body)) == (group, [nodeid, pid, message])
     assert wire.decode_exec_mcast(wire.encode_exec_mcast(group, pid, message)) == (
         group,
         pid,
         message,
     )
     exec_mcast = wire.encode_exec_mcast(group, pid, message)
-    assert wire.exec_mcast_to_deliver(exec_mcast, nodeid) == (group, pid, wire.encode_deliver(body))
+    assert wire.exec_mcast_fields(exec_mcast) == (group, pid, message)
     assert wire.decode_proc(wire.encode_proc(group, pid, CpgReason.PROCDOWN)) == (
         group,
         pid,
@@ -144,7 +144,7 @@ def test_names_over_128_bytes_are_name_too_long() -> None:
 )
 def test_a_bad_exec_mcast_is_refused_on_the_delivery_path(bad: bytes) -> None:
     with pytest.raises(CsError):
-        wire.exec_mcast_to_deliver(bad, 1)
+        wire.exec_mcast_fields(bad)
 
 
 @pytest.mark.parametrize(
@@ -155,12 +155,31 @@ def test_a_bad_exec_mcast_is_refused_on_the_delivery_path(bad: bytes) -> None:
         msgpack.packb([b"g", 1, True, b"m"]),
         msgpack.packb([b"g", 1, 2, "text"]),
         msgpack.packb([b"g", 1, 2]),
+        msgpack.packb([b"g", 1, 2, b"m", 3]),
+        msgpack.packb([b"g", 1, 2, b"m", 3, 4, None]),
+        msgpack.packb([b"g", 1, 2, b"m", -1, 4, b"n"]),
+        msgpack.packb([b"g"]),
+        msgpack.packb([None, 1, 2, b"m"]),
+        msgpack.packb({"g": 1}),
         b"\xc1",
     ],
 )
 def test_a_bad_deliver_body_is_refused_by_the_fast_decoder_too(bad: bytes) -> None:
     with pytest.raises(CsError):
-        wire.deliver_fields(bad)
+        wire.deliveries_fields(bad)
+    with pytest.raises(CsError):
+        wire.decode_deliveries(bad)
+
+
+def test_one_deliver_carries_several_messages_of_its_group_in_order() -> None:
+    body = wire.encode_deliveries(b"g", [1, 10, b"a", 2, 20, b"", 1, 10, b"c"])
+    assert wire.decode_deliveries(body) == [
+        DeliverBody(b"g", 1, 10, b"a"),
+        DeliverBody(b"g", 2, 20, b""),
+        DeliverBody(b"g", 1, 10, b"c"),
+    ]
+    with pytest.raises(CsError, match="3 messages where one was expected"):
+        wire.decode_deliver(body)
 
 
 @pytest.mark.parametrize(
@@ -184,6 +203,4 @@ def test_the_fast_paths_agree_with_the_plain_codecs() -> None:
     assert wire.decode_mcast(wire.encode_mcast(2, b"m")) == (2, b"m")
     exec_body = wire.encode_exec_mcast(b"g", 7, b"m")
     assert wire.decode_exec_mcast(exec_body) == (b"g", 7, b"m")
-    group, pid, deliver = wire.exec_mcast_to_deliver(exec_body, 3)
-    assert (group, pid) == (b"g", 7)
-    assert wire.decode_deliver(deliver) == wire.DeliverBody(b"g", 3, 7, b"m")
+    assert wire.exec_mcast_fields(exec_body) == (b"g", 7, b"m")

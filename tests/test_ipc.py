@@ -156,6 +156,27 @@ def test_a_raising_callback_leaves_the_rest_of_the_batch_queued_in_order(
     client.finalize()
 
 
+def test_what_a_callback_puts_back_runs_next_ahead_of_the_rest(served: ServerThread) -> None:
+    client = _client(served.server_dir)
+    client.request(NOTIFY, msgpack.packb([3, 8]))
+    seen: list[object] = []
+
+    def put_back_the_first(message_id: int, payload: bytes) -> None:
+        seen.append(_index(payload) if message_id == 7 else payload)
+        if seen == [0]:
+            client.put_back(99, b"rest of 0")
+
+    client.dispatch(DispatchFlag.ALL, put_back_the_first)
+    assert seen == [0, b"rest of 0", 1, 2]
+    client.request(NOTIFY, msgpack.packb([2, 8]))
+    seen.clear()
+    client.dispatch(DispatchFlag.ONE_NONBLOCKING, lambda m, p: client.put_back(99, b"again"))
+    assert _readable(client.fd_get())
+    client.dispatch(DispatchFlag.ALL, put_back_the_first)
+    assert seen == [b"again", 1]
+    client.finalize()
+
+
 def test_a_finalize_in_a_callback_stops_the_batch(served: ServerThread) -> None:
     client = _client(served.server_dir)
     client.request(NOTIFY, msgpack.packb([4, 8]))

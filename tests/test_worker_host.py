@@ -376,3 +376,34 @@ def test_the_stats_map_is_the_totem_report_and_the_workers_own_figures(rig: Rig)
     assert api.stats_get_entry("stats.srp.mcast_tx").value == 6
     with pytest.raises(NotExistError):
         api.stats_get_entry("stats.net.rx")
+
+
+class Batcher(Recorder):
+    """A recorder that also hears the end of every delivered batch."""
+
+    name: ClassVar[str] = "batcher"
+    service_id: ClassVar[int] = 42
+
+    def exec_batch_end(self) -> None:
+        self.journal.append(f"{self.name} batch end")
+
+
+def test_an_engine_with_exec_batch_end_hears_it_after_each_deliver_record() -> None:
+    host = WorkerHost(
+        [Recorder, Batcher],
+        to_totem=lambda r, lane: True,
+        clients=FakeClients(),
+        scheduler=FakeLoop(),
+    )
+    host.apply(Init(5, encode_snapshot(CmapStore().snapshot())))
+    Recorder.journal.clear()
+    host.apply(Deliver(3, Guarantee.AGREED, ((42, 0, b"a"), (40, 0, b"b"), (42, 0, b"c"))))
+    host.apply(Deliver(2, Guarantee.AGREED, ((40, 0, b"d"),)))
+    assert Recorder.journal == [
+        "batcher exec b'a' from 3",
+        "recorder exec b'b' from 3",
+        "batcher exec b'c' from 3",
+        "batcher batch end",
+        "recorder exec b'd' from 2",
+        "batcher batch end",  # every record ends a batch; the engine decides what it owes
+    ]

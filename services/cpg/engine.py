@@ -23,7 +23,10 @@ one group, in one of four states:
 
 MCAST is one-way: the engine multicasts ``[group, pid, message]`` and each node delivers it
 to its local connections in the group (JOIN_COMPLETED or LEAVE_STARTED) - only if the
-sending node has a process in the group, as Corosync does - the sender's own included.
+sending node has a process in the group, as Corosync does - the sender's own included;
+what one delivered batch owes a connection goes as one DELIVER notification
+(:mod:`.deliveries`), sent when the host ends the batch (``exec_batch_end``) or before any
+other notification to that connection.
 A message over MAX_ATOMIC_MSG_SIZE comes as PARTIAL_MCAST fragments, each a request answered
 once multicast, and is delivered the same way as PARTIAL_DELIVER notifications that libcpg
 reassembles; a fragment after a confchg reached its connection since the FIRST one is
@@ -99,6 +102,7 @@ from pycorosync.plugins.engine import (
     TimerHandle,
     answer,
 )
+from pycorosync.services.cpg.deliveries import Deliveries
 from pycorosync.services.cpg.groups import ProcessTable
 from pycorosync.services.cpg.merge import GroupChange, JoinEntry, merge
 from pycorosync.services.cpg.outbox import Outbox
@@ -161,6 +165,8 @@ class CpgEngine:
         self._refused: set[ClientConnection] = set()
         """Connections told once that their mcast is refused (a sender loops on it)."""
         self._outbox = Outbox(self.held_per_conn)
+        self._deliveries = Deliveries(self._dispatch)
+        """Messages delivered to each connection, sent as one notification per batch."""
         self._retry: TimerHandle | None = None
         self._syncing = True
         """No multicasts from clients until the first sync round is activated."""
@@ -224,6 +230,7 @@ class CpgEngine:
 
     def lib_exit(self, conn: ClientConnection) -> None:
         self._refused.discard(conn)
+        self._deliveries.forget(conn)
         state = self._conns.pop(conn, None)
         if state is None or state.group is None or state.state is JoinState.LEAVE_STARTED:
             return
@@ -422,13 +429,17 @@ class CpgEngine:
                 state.group, state.state = None, JoinState.UNJOINED
 
     def _exec_mcast(self, payload: bytes, sender: int) -> None:
-        group, _pid, body = wire.exec_mcast_to_deliver(payload, sender)
+        group, pid, message = wire.exec_mcast_fields(payload)
         if not self.table.node_in_group(group, sender):
             log.debug("Unknown node %d in group %r: not delivering its message", sender, group)
             return
-        dispatch, deliver = self.api.dispatch, wire.DELIVER_CALLBACK_ID
+        add = self._deliveries.add
         for conn, _state in self._receivers(group):
-            dispatch(conn, deliver, body)
+            add(conn, group, sender, pid, message)
+
+    def exec_batch_end(self) -> None:
+        """The host ran the handlers of one delivered batch: send what each client is owed."""
+        self._deliveries.flush_all()
 
     def _exec_partial(self, payload: bytes, sender: int) -> None:
         group, body = wire.exec_partial_to_deliver(payload, sender)
@@ -436,7 +447,7 @@ class CpgEngine:
             log.debug("Unknown node %d in group %r: not delivering its fragment", sender, group)
             return
         for conn, _state in self._receivers(group):
-            self.api.dispatch(conn, CpgResponseId.PARTIAL_DELIVER_CALLBACK, body)
+            self._notify(conn, CpgResponseId.PARTIAL_DELIVER_CALLBACK, body)
 
     def _exec_joinlist(self, payload: bytes, sender: int) -> None:
         joinlist = wire.decode_joinlist(payload)
@@ -504,7 +515,7 @@ class CpgEngine:
         body = wire.encode_totem_confchg(wire.TotemConfChgBody(self._ring, self._members))
         for conn, state in self._conns.items():
             if not state.finalized:
-                self.api.dispatch(conn, CpgResponseId.TOTEM_CONFCHG_CALLBACK, body)
+                self._notify(conn, CpgResponseId.TOTEM_CONFCHG_CALLBACK, body)
         self._syncing = False
         # Sends are held until what we sent before the round is delivered back: a host that
         # carries an activated engine's sends on its SYNC lane (which goes ahead of the APP
@@ -580,9 +591,17 @@ class CpgEngine:
 
     def _notify_flow_control(self, conn: ClientConnection, state: _Conn) -> None:
         body = wire.encode_flow_control(FlowControlBody(self._published, state.dropped))
-        self.api.dispatch(conn, CpgResponseId.FLOW_CONTROL_STATE_SET, body)
+        self._notify(conn, CpgResponseId.FLOW_CONTROL_STATE_SET, body)
 
     # Callbacks --------------------------------------------------------------------------------
+
+    def _notify(self, conn: ClientConnection, message_id: int, body: bytes) -> None:
+        """Every notification but DELIVER: the messages delivered before it go first."""
+        self._deliveries.flush(conn)
+        self.api.dispatch(conn, message_id, body)
+
+    def _dispatch(self, conn: ClientConnection, message_id: int, body: bytes) -> None:
+        self.api.dispatch(conn, message_id, body)
 
     def _receivers(self, group: bytes) -> list[tuple[ClientConnection, _Conn]]:
         return [
@@ -597,7 +616,7 @@ class CpgEngine:
         encoded = wire.encode_confchg(body)
         for conn, state in self._receivers(change.group):
             state.transitions += 1
-            self.api.dispatch(conn, CpgResponseId.CONFCHG_CALLBACK, encoded)
+            self._notify(conn, CpgResponseId.CONFCHG_CALLBACK, encoded)
             self._initial_totem_conf(conn, state)
 
     def _initial_totem_conf(self, conn: ClientConnection, state: _Conn) -> None:
@@ -605,7 +624,7 @@ class CpgEngine:
             state.initial_totem_conf_sent = True
             body = wire.TotemConfChgBody(self._ring, self._members)
             encoded = wire.encode_totem_confchg(body)
-            self.api.dispatch(conn, CpgResponseId.TOTEM_CONFCHG_CALLBACK, encoded)
+            self._notify(conn, CpgResponseId.TOTEM_CONFCHG_CALLBACK, encoded)
 
     # Helpers ----------------------------------------------------------------------------------
 

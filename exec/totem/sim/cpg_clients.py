@@ -468,7 +468,8 @@ class ClientPool:
             if client.flow is FlowControlState.DISABLED and client.pending:
                 self._wake_soon()
         elif message_id == CpgResponseId.DELIVER_CALLBACK:
-            client.record.events.append(_delivered(wire.decode_deliver(payload)))
+            deliveries = wire.decode_deliveries(payload)
+            client.record.events.extend(_delivered(body) for body in deliveries)
         elif message_id == CpgResponseId.PARTIAL_DELIVER_CALLBACK:
             self._on_fragment(client, wire.decode_partial_deliver(payload))
         elif message_id == CpgResponseId.CONFCHG_CALLBACK:

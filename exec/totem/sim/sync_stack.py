@@ -73,7 +73,7 @@ from pycorosync.exec.totem.sim.sync_probe import ProbeExecutive, probe_class
 from pycorosync.exec.totem.srp import Srp, State
 from pycorosync.exec.totem.srp_config import SrpConfig
 from pycorosync.lib.errors import InvalidParamError
-from pycorosync.plugins.engine import ServiceEngine
+from pycorosync.plugins.engine import ServiceEngine, batch_end_hook
 
 __all__ = [
     "APP_GROUP",
@@ -268,14 +268,23 @@ class SyncStack:
             raise SimError(f"node {self.nodeid}: totempg refused a frame: {error}") from None
         if not sync_lane:
             self._on_app_frame(event, messages)
-            return
-        self._events.append(event)
-        for message in messages:
-            if message.group == SYNC_GROUP:
-                self.coordinator.deliver(message.sender, message.payload)
-            else:
-                self._to_engine(message)
-            self._run_sync()
+        else:
+            self._events.append(event)
+            for message in messages:
+                if message.group == SYNC_GROUP:
+                    self.coordinator.deliver(message.sender, message.payload)
+                else:
+                    self._to_engine(message)
+                self._run_sync()
+        self._engines_batch_end()
+
+    def _engines_batch_end(self) -> None:
+        """As the worker host does after each Deliver record: a Totem delivery is a batch."""
+        hosted = sorted(self._engines.values(), key=lambda e: (e.priority, e.service_id))
+        for engine in hosted:
+            hook = batch_end_hook(engine)
+            if hook is not None:
+                hook()
 
     def _on_app_frame(self, event: Delivery, messages: list[GroupDelivery]) -> None:
         if len(messages) != 1 or messages[0].group != APP_GROUP:
