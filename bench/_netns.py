@@ -84,8 +84,10 @@ def membership_changes(
 ) -> list[tuple[float, frozenset[int]]]:
     """(stamp, members seen) after each "A new membership ... was formed" line, in order.
 
-    The view starts empty (the lines given begin at a daemon's start) and each line adds its
-    "joined:" ids and removes its "left:" ids, as both daemons word them.
+    The view starts empty (the lines given begin at a daemon's start); each line removes its
+    "left:" ids, then adds its "joined:" ids, as both daemons word them. A node can be in both
+    (it left the old ring and is in the new one without passing through the transitional
+    configuration - a startup's churn does that), and it is then a member.
     """
     seen: frozenset[int] = frozenset()
     out: list[tuple[float, frozenset[int]]] = []
@@ -94,7 +96,7 @@ def membership_changes(
         stamp = parse_stamp(line, year)
         if match is None or stamp is None:
             continue
-        seen = (seen | _ids(match.group(2))) - _ids(match.group(3))
+        seen = (seen - _ids(match.group(3))) | _ids(match.group(2))
         out.append((stamp, seen))
     return out
 

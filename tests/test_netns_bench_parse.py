@@ -73,6 +73,17 @@ def test_view_is_folded_from_joined_and_left() -> None:
     assert changes[2][0] == _at("Dec 01 20:58:11.395")
 
 
+def test_a_node_that_left_and_joined_in_one_change_is_a_member() -> None:
+    lines = [
+        "Dec 03 14:39:12.100 [1] vm corosync notice  [TOTEM ] A new membership (1.5) was "
+        "formed. Members joined: 1 2",
+        "Dec 03 14:39:12.952 [1] vm corosync notice  [TOTEM ] A new membership (1.9) was "
+        "formed. Members joined: 1 3 left: 1",
+    ]
+    changes = bench.membership_changes(lines, 2026)
+    assert [sorted(members) for _, members in changes] == [[1, 2], [1, 2, 3]]
+
+
 def test_members_lines_skip_sync_lines() -> None:
     corosync = bench.members_lines(COROSYNC_SURVIVOR, 2026)
     assert [sorted(m) for _, m in corosync] == [[1], [1, 2, 3], [1, 2], [1, 2, 3]]
