@@ -524,6 +524,15 @@ def test_a_node_that_left_in_an_aborted_round_leaves_and_rejoins() -> None:
     ]
 
 
+def _two_local_members(nodes: CpgNodes) -> tuple[ClientConnection, ClientConnection]:
+    """Two joined connections of node 1, their join confchgs taken."""
+    a, b = nodes.connect(1, pid=100), nodes.connect(1, pid=101)
+    nodes.join(1, a, G)
+    nodes.join(1, b, G)
+    nodes.notifications(1, a), nodes.notifications(1, b)
+    return a, b
+
+
 def _deliver_without_batch_end(engine: CpgEngine, messages: list[Multicast]) -> None:
     for message in messages:
         engine.exec_handlers[message.function_id].handler(engine, message.payload, message.sender)
@@ -532,10 +541,7 @@ def _deliver_without_batch_end(engine: CpgEngine, messages: list[Multicast]) -> 
 def test_a_batch_reaches_each_client_as_one_deliver_and_nothing_overtakes_it(
     nodes: CpgNodes,
 ) -> None:
-    a, b = nodes.connect(1, pid=100), nodes.connect(1, pid=101)
-    nodes.join(1, a, G)
-    nodes.join(1, b, G)
-    nodes.notifications(1, a), nodes.notifications(1, b)
+    a, b = _two_local_members(nodes)
     c = nodes.connect(2, pid=200)
     for i in range(3):
         nodes.cluster.request(1, a, CpgRequestId.MCAST, wire.encode_mcast(2, b"m%d" % i))
@@ -571,10 +577,7 @@ def test_a_batch_reaches_each_client_as_one_deliver_and_nothing_overtakes_it(
 def test_a_batch_goes_early_once_it_holds_enough_bytes_and_a_closed_client_gets_nothing(
     nodes: CpgNodes,
 ) -> None:
-    a, b = nodes.connect(1, pid=100), nodes.connect(1, pid=101)
-    nodes.join(1, a, G)
-    nodes.join(1, b, G)
-    nodes.notifications(1, a), nodes.notifications(1, b)
+    a, b = _two_local_members(nodes)
     big = bytes(30 * 1024)
     for _ in range(3):
         nodes.cluster.request(1, a, CpgRequestId.MCAST, wire.encode_mcast(2, big))
