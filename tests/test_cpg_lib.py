@@ -237,3 +237,23 @@ def test_the_asyncio_api_yields_events_in_order(nodes: CpgNodes) -> None:
         ConfChgBody(b"g", (CpgAddress(2, PID),), (), (CpgAddress(2, PID, CpgReason.JOIN),)),
         DeliverBody(b"g", 2, PID, b"async"),
     ]
+
+
+def test_the_asyncio_api_yields_each_message_of_a_deliver_in_turn(nodes: CpgNodes) -> None:
+    change = ConfChgBody(b"g", (CpgAddress(1, 5),), (), ())
+    notes = [
+        (wire.DELIVER_CALLBACK_ID, wire.encode_deliveries(b"g", [1, 5, b"a", 2, 6, b"b"])),
+        (wire.CpgResponseId.CONFCHG_CALLBACK, wire.encode_confchg(change)),
+    ]
+
+    async def scenario() -> list[object]:
+        transport = AsyncEngineTransport(EngineTransport(nodes, 2, PID))
+        transport.pending += notes
+        handle = AsyncCpgHandle(transport)
+        return [await anext(handle) for _ in range(3)]
+
+    assert asyncio.run(scenario()) == [
+        DeliverBody(b"g", 1, 5, b"a"),
+        DeliverBody(b"g", 2, 6, b"b"),
+        change,
+    ]
