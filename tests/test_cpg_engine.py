@@ -32,6 +32,7 @@ from pycorosync.lib.errors import (
     NotExistError,
     TryAgainError,
 )
+from pycorosync.lib.ipc_wire import DEFAULT_MAX_BODY
 from pycorosync.plugins.engine import ClientConnection
 from pycorosync.plugins.testing import FakeExecutive, Multicast
 from pycorosync.services.cpg import CpgEngine
@@ -574,21 +575,22 @@ def test_a_batch_reaches_each_client_as_one_deliver_and_nothing_overtakes_it(
     assert [type(e) for e in events][3] is ConfChgBody
 
 
-def test_a_batch_goes_early_once_it_holds_enough_bytes_and_a_closed_client_gets_nothing(
+def test_a_batch_goes_before_it_would_grow_past_its_bound_and_a_closed_client_gets_nothing(
     nodes: CpgNodes,
 ) -> None:
     a, b = _two_local_members(nodes)
-    big = bytes(30 * 1024)
-    for _ in range(3):
-        nodes.cluster.request(1, a, CpgRequestId.MCAST, wire.encode_mcast(2, big))
+    sizes = [30 * 1024, 30 * 1024, 30 * 1024, wire.MAX_ATOMIC_MSG_SIZE]
+    for size in sizes:
+        nodes.cluster.request(1, a, CpgRequestId.MCAST, wire.encode_mcast(2, bytes(size)))
     batch, nodes.cluster.outbox[:] = list(nodes.cluster.outbox), []
     engine = nodes.engine(1)
     _deliver_without_batch_end(engine, batch[:2])
     assert nodes.notifications(1, a) == []  # 60 KiB: still gathering
     engine.lib_exit(b)
     _deliver_without_batch_end(engine, batch[2:])
-    notes = nodes.notifications(1, a)  # 90 KiB: sent without waiting for the batch's end
-    assert [len(wire.decode_deliveries(n.payload)) for n in notes] == [3]
     engine.exec_batch_end()
-    assert nodes.notifications(1, a) == []
+    notes = nodes.notifications(1, a)
+    messages = [[len(d.message) for d in wire.decode_deliveries(n.payload)] for n in notes]
+    assert messages == [sizes[:2], sizes[2:3], sizes[3:]]
+    assert max(len(n.payload) for n in notes) <= DEFAULT_MAX_BODY  # each fits one IPC frame
     assert nodes.notifications(1, b) == []

@@ -14,8 +14,9 @@ in delivery order) when
 * the connection is about to get any other notification (:meth:`Deliveries.flush`, called
   first by the engine's every notification), so a confchg or a flow-control change never
   overtakes the messages delivered before it;
-* the messages gathered for it reach :data:`BATCH_BYTES`, so a notification stays far below
-  the IPC frame bound (one message at MAX_ATOMIC_MSG_SIZE still goes alone).
+* the next message would take what is gathered past :data:`BATCH_BYTES`, so a notification
+  holds at most that much, or one message alone (up to MAX_ATOMIC_MSG_SIZE): it always fits
+  the IPC frame bound.
 
 Order per connection is therefore exactly the order of delivery, as with one notification per
 message; libcpg runs one callback per message, and ``CS_DISPATCH_ONE`` still runs only one.
@@ -29,7 +30,7 @@ from pycorosync.lib import cpg_wire as wire
 from pycorosync.plugins.engine import ClientConnection
 
 BATCH_BYTES = 64 * 1024
-"""Gathered message bytes at which a connection's batch goes at once."""
+"""The most a connection's batch gathers (counted as its messages plus ENTRY_BYTES each)."""
 ENTRY_BYTES = 16
 """What one message adds to a batch besides its bytes (nodeid, pid, msgpack headers)."""
 
@@ -60,14 +61,14 @@ class Deliveries:
         self, conn: ClientConnection, group: bytes, nodeid: int, pid: int, message: bytes
     ) -> None:
         batch = self._pending.get(conn)
-        if batch is None or batch.group != group:
-            if batch is not None:  # cannot happen while a connection is in one group
-                self.flush(conn)
+        size = len(message) + ENTRY_BYTES
+        if batch is not None and (batch.size + size > BATCH_BYTES or batch.group != group):
+            self.flush(conn)  # (another group cannot happen while a connection is in one)
+            batch = None
+        if batch is None:
             batch = self._pending[conn] = _Batch(group)
         batch.entries += (nodeid, pid, message)
-        batch.size += len(message) + ENTRY_BYTES
-        if batch.size >= BATCH_BYTES:
-            self.flush(conn)
+        batch.size += size
 
     def flush(self, conn: ClientConnection) -> None:
         """Send what ``conn`` is owed now (before anything else it is sent)."""
