@@ -53,10 +53,6 @@ class Deliveries:
         self._notify = notify
         self._pending: dict[ClientConnection, _Batch] = {}
 
-    def __len__(self) -> int:
-        """Connections with messages waiting."""
-        return len(self._pending)
-
     def add(
         self, conn: ClientConnection, group: bytes, nodeid: int, pid: int, message: bytes
     ) -> None:

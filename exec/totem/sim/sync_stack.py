@@ -143,6 +143,9 @@ class SyncStack:
         for group in (SYNC_GROUP, ENGINE_GROUP, APP_GROUP):
             self._pg.join(group)
         self._engines = self._build_engines(nodeid, services)
+        self._load_order = sorted(self._engines.values(), key=lambda e: (e.priority, e.service_id))
+        """The engines as a worker loads them: confchgs and batch ends go in this order."""
+        self._batch_ends = [hook for e in self._load_order if (hook := batch_end_hook(e))]
         self._driver = SyncDriver(self._engines.values())
         self.coordinator = coordinator(self._driver.service_ids)
         self._backlog: deque[bytes] = deque()
@@ -280,11 +283,8 @@ class SyncStack:
 
     def _engines_batch_end(self) -> None:
         """As the worker host does after each Deliver record: a Totem delivery is a batch."""
-        hosted = sorted(self._engines.values(), key=lambda e: (e.priority, e.service_id))
-        for engine in hosted:
-            hook = batch_end_hook(engine)
-            if hook is not None:
-                hook()
+        for batch_end in self._batch_ends:
+            batch_end()
 
     def _on_app_frame(self, event: Delivery, messages: list[GroupDelivery]) -> None:
         if len(messages) != 1 or messages[0].group != APP_GROUP:
@@ -343,8 +343,7 @@ class SyncStack:
 
     def _engines_confchg(self, change: ConfigChange) -> None:
         """Every engine, in load order, as the worker gives a configuration change."""
-        hosted = sorted(self._engines.values(), key=lambda e: (e.priority, e.service_id))
-        for engine in hosted:
+        for engine in self._load_order:
             engine.confchg(change.kind, change.members, change.left, change.joined, change.ring_id)
 
     def _to_engine(self, message: GroupDelivery) -> None:
